@@ -1,0 +1,105 @@
+"""The `hubtools` command line: parses arguments and calls the stage functions.
+
+Every verb is a function of the same name in the library; a `HubtoolsError`
+becomes one line on stderr and a non-zero exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+from hubtools.errors import HubtoolsError
+
+app = typer.Typer(
+    help="Verified, versioned reasoning-data distillation on the Hugging Face Hub.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+hub_app = typer.Typer(help="Run and administer a local, Hub-compatible server.", no_args_is_help=True)
+token_app = typer.Typer(help="Access tokens of a local Hub.", no_args_is_help=True)
+queries_app = typer.Typer(help="Build the query set of a run.", no_args_is_help=True)
+app.add_typer(hub_app, name="hub")
+hub_app.add_typer(token_app, name="token")
+app.add_typer(queries_app, name="queries")
+
+RunOption = typer.Option(..., "--run", help="Run directory (created if missing).")
+
+
+@hub_app.command("serve")
+def hub_serve(
+    root: Path = typer.Option(..., "--root", help="Directory holding the repos, users and tokens."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(8765, "--port", help="Port to listen on."),
+    max_body_mb: int = typer.Option(512, "--max-body-mb", help="Largest request body accepted."),
+    no_fsync: bool = typer.Option(False, "--no-fsync", help="Skip fsync (faster, not power-safe)."),
+    log_level: str = typer.Option("warning", "--log-level", help="debug, info, warning, error."),
+) -> None:
+    """Serve a local Hub that huggingface_hub, datasets and `gradio deploy` use unchanged."""
+    from hubtools.hub import serve
+
+    serve(
+        root, host, port, max_body_bytes=max_body_mb * 1024**2, fsync=not no_fsync,
+        log_level=log_level,
+    )  # fmt: skip
+
+
+@token_app.command("create")
+def hub_token_create(
+    root: Path = typer.Option(..., "--root", help="The local Hub's directory."),
+    user: str = typer.Option(..., "--user", help="User the token belongs to (created if new)."),
+    org: list[str] = typer.Option([], "--org", help="Organization to add the user to (repeatable)."),
+    write: bool = typer.Option(False, "--write", help="A write token (default: read-only)."),
+) -> None:
+    """Print a new access token on stdout; only its hash is stored."""
+    from hubtools.hub import create_token
+
+    print(create_token(root, user, org, write))
+
+
+@hub_app.command("env")
+def hub_env(
+    endpoint: str = typer.Option("http://127.0.0.1:8765", "--endpoint", help="The local Hub's URL."),
+) -> None:
+    """Print the environment the official clients need for a local Hub (eval it)."""
+    from hubtools.hub import env_lines
+
+    print("\n".join(env_lines(endpoint)))
+
+
+@queries_app.command("add")
+def queries_add(
+    file: Path = typer.Argument(..., help="JSONL or Parquet file of queries (see README)."),
+    run: Path = RunOption,
+) -> None:
+    """Load Query records from a file into a run; a bad line loads nothing."""
+    from hubtools.queries import add
+
+    print(add(file, run))
+
+
+@app.command("status")
+def status(
+    run: Path = typer.Argument(..., help="Run directory."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """What a run holds: queries by category; attempts, passes and failures per teacher."""
+    from hubtools.run import status as run_status
+
+    result = run_status(run)
+    print(json.dumps(result.to_dict(), indent=2) if as_json else result.render())
+
+
+def main() -> None:
+    try:
+        app()
+    except HubtoolsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
