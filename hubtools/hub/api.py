@@ -116,7 +116,9 @@ class RepoAPI(FileHandlers):
         p = call.principal
         if not p.owns(ref.namespace) or p.role != "write":
             raise HubHTTPError(
-                403, f"You don't have the rights to create a repo under '{ref.namespace}'", "Forbidden"
+                403,
+                f"You don't have the rights to create a repo under '{ref.namespace}'",
+                "Forbidden",
             )
         sdk = body.get("sdk")
         if ref.type == "space" and sdk not in cardmeta.SPACE_SDKS:
@@ -178,8 +180,9 @@ class RepoAPI(FileHandlers):
                 if call.flag("blobs"):
                     item |= {"size": e.size, "blobId": e.oid}
                     if e.lfs:
+                        lfs = e.lfs
                         item["lfs"] = {
-                            "sha256": e.lfs.oid, "size": e.lfs.size, "pointerSize": e.lfs.pointer_size
+                            "sha256": lfs.oid, "size": lfs.size, "pointerSize": lfs.pointer_size
                         }  # fmt: skip
                 siblings.append(item)
             info["siblings"] = siblings
@@ -215,7 +218,10 @@ class RepoAPI(FileHandlers):
         errors, warnings = cardmeta.validate(content, body.get("repoType") or "model")
         status = 400 if errors else 200
         return JSONResponse(
-            {"errors": [{"message": e} for e in errors], "warnings": [{"message": w} for w in warnings]},
+            {
+                "errors": [{"message": e} for e in errors],
+                "warnings": [{"message": w} for w in warnings],
+            },
             status_code=status,
         )
 
@@ -281,7 +287,9 @@ class RepoAPI(FileHandlers):
             return Delete(path, folder=key == "deletedFolder")
         check_path(path)
         if key == "file":
-            if value.get("encoding", "base64") != "base64" or not isinstance(value.get("content"), str):
+            if value.get("encoding", "base64") != "base64" or not isinstance(
+                value.get("content"), str
+            ):
                 raise bad_request(f"Line {n}: 'file' needs base64 'content'")
             try:
                 return AddFile(path, base64.b64decode(value["content"], validate=True))
@@ -315,7 +323,9 @@ class RepoAPI(FileHandlers):
                 repo.create_ref(f"refs/pr/{number}", sha)
             else:
                 ref_name = repo.branch_ref(revision)
-                sha = repo.commit(ref_name, ops, message, call.principal.name, header.get("parentCommit"))
+                sha = repo.commit(
+                    ref_name, ops, message, call.principal.name, header.get("parentCommit")
+                )
         url = self._repo_url(call, ref)
         out = {"commitOid": sha, "commitUrl": f"{url}/commit/{sha}", "success": True}
         if create_pr:
@@ -383,11 +393,14 @@ class RepoAPI(FileHandlers):
         return int(cursor) if cursor.isdigit() else 0
 
     def _page(self, call: Call, page: list[Any], start: int, size: int, total: int) -> Response:
-        """One page, with the absolute `Link` to the next that the clients follow."""
+        """One page, with the absolute `Link` to the next that the clients follow.
+
+        The link reuses the raw path: decoding it would turn `release%2F2024` into two segments.
+        """
         headers = {}
         if start + size < total:
             query = {k: v[-1] for k, v in call.query.items()} | {"cursor": str(start + size)}
-            url = f"{call.base_url}{call.request.url.path}?{urlencode(query)}"
+            url = f"{call.base_url}{call.raw_path}?{urlencode(query)}"
             headers["Link"] = f'<{url}>; rel="next"'
         return JSONResponse(page, headers=headers)
 
@@ -397,7 +410,9 @@ class RepoAPI(FileHandlers):
         expand = call.flag("expand")
         entries = list(repo.list_tree(sha, call.params.get("path", ""), call.flag("recursive")))
         size, start = (TREE_PAGE_EXPANDED if expand else TREE_PAGE), self._cursor(call)
-        page = [_entry_json(e, repo if expand else None, sha) for e in entries[start : start + size]]
+        page = [
+            _entry_json(e, repo if expand else None, sha) for e in entries[start : start + size]
+        ]
         return self._page(call, page, start, size, len(entries))
 
     def paths_info(self, call: Call) -> Response:

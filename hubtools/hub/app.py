@@ -40,6 +40,7 @@ class Call:
     principal: Principal | None
     query: dict[str, list[str]]
     body: bytes = b""
+    raw_path: str = ""  # still percent-encoded, for links back to this route
     params: dict[str, Any] = field(default_factory=dict)
 
     def arg(self, name: str, default: str | None = None) -> str | None:
@@ -147,7 +148,7 @@ class HubApp:
             self.accounts.authenticate, request.headers.get("authorization")
         )
         base_url = str(request.base_url).rstrip("/")
-        call = Call(request, method, base_url, principal, query)
+        call = Call(request, method, base_url, principal, query, raw_path=raw)
         if method in ("POST", "PUT", "DELETE", "PATCH"):
             call.body = await self._read_body(request)
         handler = self._route(parts, call)

@@ -68,7 +68,9 @@ class Accounts:
         if row is None:
             db.execute("INSERT INTO accounts VALUES (?,?,?)", (name, kind, time.time()))
         elif row[0] != kind:
-            raise ValueError(f"'{name}' already exists as {'an org' if row[0] == 'org' else 'a user'}")
+            raise ValueError(
+                f"'{name}' already exists as {'an org' if row[0] == 'org' else 'a user'}"
+            )
 
     def create_token(
         self, user: str, orgs: list[str] = (), write: bool = False, name: str | None = None
@@ -106,7 +108,10 @@ class Accounts:
         return Principal(name=row[0], role=row[1], token_name=row[2], orgs=orgs)
 
     def namespace_exists(self, name: str) -> bool:
-        return self._db().execute("SELECT 1 FROM accounts WHERE name=?", (name,)).fetchone() is not None
+        return (
+            self._db().execute("SELECT 1 FROM accounts WHERE name=?", (name,)).fetchone()
+            is not None
+        )
 
 
 def check_read(principal: Principal | None, namespace: str, private: bool, repo_id: str) -> None:

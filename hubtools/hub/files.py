@@ -117,7 +117,9 @@ class FileHandlers:
                 if size > self.app.lfs.max_object_bytes:
                     item["error"] = {"code": 413, "message": "Object is over the size limit"}
                 else:
-                    href = f"{call.base_url}/lfs-upload/{oid}?{self.app.lfs.upload_query(oid, size)}"
+                    href = (
+                        f"{call.base_url}/lfs-upload/{oid}?{self.app.lfs.upload_query(oid, size)}"
+                    )
                     item["actions"] = {
                         "upload": {"href": href, "expires_in": 3600},
                         "verify": {"href": f"{url}/verify"},

@@ -24,7 +24,9 @@ CAPABILITY_TTL_S = 3600
 
 
 def is_sha256(value: object) -> bool:
-    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+    return (
+        isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+    )
 
 
 class LfsStore:
@@ -69,7 +71,9 @@ class LfsStore:
             raise HubHTTPError(403, "Malformed upload link", "Forbidden") from None
         good = hmac.compare_digest(self._sign(oid, size_i, expires_i), sig or "")
         if not good or expires_i < time.time():
-            raise HubHTTPError(403, "Upload link is invalid or expired: ask for a new one", "Forbidden")
+            raise HubHTTPError(
+                403, "Upload link is invalid or expired: ask for a new one", "Forbidden"
+            )
         return size_i
 
     async def receive(self, oid: str, size: int, chunks: AsyncIterator[bytes]) -> None:

@@ -31,7 +31,9 @@ def serve(
         try:
             probe.bind((host, port))
         except OSError as e:
-            raise UsageError(f"cannot listen on {host}:{port} ({e.strerror}): pick another --port") from None
+            raise UsageError(
+                f"cannot listen on {host}:{port} ({e.strerror}): pick another --port"
+            ) from None
     app = HubApp(root, max_body_bytes=max_body_bytes or DEFAULT_MAX_BODY_BYTES, fsync=fsync)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     print(f"hubtools local Hub serving {Path(root).resolve()} at http://{host}:{port}", flush=True)

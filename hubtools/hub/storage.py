@@ -62,12 +62,7 @@ def iso(ts: float) -> str:
 
 
 def check_name(value: str, what: str) -> str:
-    if (
-        not _NAME_RE.match(value or "")
-        or "--" in value
-        or ".." in value
-        or value.endswith(".git")
-    ):
+    if not _NAME_RE.match(value or "") or "--" in value or ".." in value or value.endswith(".git"):
         raise bad_request(
             f"Invalid {what} '{value}': use letters, digits, '-', '_' or '.', start and end "
             "with a letter or digit, no '--' or '..', at most 96 characters"
