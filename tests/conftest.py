@@ -8,6 +8,7 @@ module imports them.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -111,7 +112,7 @@ def fresh_hub(tmp_path):
 @pytest.fixture
 def unique_name(request) -> str:
     """A repo name no other test uses on the shared session Hub."""
-    base = request.node.name.replace("[", "-").replace("]", "").replace("_", "-")[:60]
+    base = re.sub(r"[^A-Za-z0-9]+", "-", request.node.name)[:60]
     return f"{base.strip('-')}-{os.getpid() % 10000}-{time.monotonic_ns() % 10**6}"
 
 

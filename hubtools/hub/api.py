@@ -126,11 +126,9 @@ class RepoAPI(FileHandlers):
         private = body.get("visibility") == "private" or body.get("private") is True
         url = self._repo_url(call, ref)
         if not self.git.create(ref, private=private, owner=p.name, sdk=sdk):
-            return JSONResponse(
-                {"error": "You already created this repo", "url": url},
-                status_code=409,
-                headers={"X-Error-Message": "You already created this repo"},
-            )
+            message = "You already created this repo"
+            headers = {"X-Error-Message": message, "X-Error-Code": "Conflict"}
+            return JSONResponse({"error": message, "url": url}, status_code=409, headers=headers)
         return JSONResponse({"url": url, "name": ref.repo_id, "id": ref.repo_id})
 
     def delete_repo(self, call: Call) -> Response:

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from hubtools.hub.auth import Accounts, Principal
-from hubtools.hub.errors import HubHTTPError, bad_request
+from hubtools.hub.errors import HubHTTPError, bad_request, too_large
 from hubtools.hub.lfs import LfsStore
 from hubtools.hub.storage import REPO_TYPES, GitStore, RepoRef
 
@@ -118,12 +118,12 @@ class HubApp:
     async def _read_body(self, request: Request) -> bytes:
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > self.max_body_bytes:
-            raise HubHTTPError(413, f"Request body over the {self.max_body_bytes}-byte limit")
+            raise too_large(f"Request body over the {self.max_body_bytes}-byte limit")
         chunks, size = [], 0
         async for chunk in request.stream():
             size += len(chunk)
             if size > self.max_body_bytes:
-                raise HubHTTPError(413, f"Request body over the {self.max_body_bytes}-byte limit")
+                raise too_large(f"Request body over the {self.max_body_bytes}-byte limit")
             chunks.append(chunk)
         return b"".join(chunks)
 

@@ -26,6 +26,14 @@ def bad_request(message: str) -> HubHTTPError:
     return HubHTTPError(400, message, "BadRequest")
 
 
+def too_large(message: str) -> HubHTTPError:
+    return HubHTTPError(413, message, "PayloadTooLarge")
+
+
+def conflict(message: str) -> HubHTTPError:
+    return HubHTTPError(409, message, "Conflict")
+
+
 def repo_not_found(repo_id: str, status: int = 404) -> HubHTTPError:
     return HubHTTPError(
         status,

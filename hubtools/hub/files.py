@@ -140,5 +140,7 @@ class FileHandlers:
             raise bad_request("verify needs a sha256 'oid'")
         stored = self.app.lfs.size(oid)
         if stored is None or (size is not None and stored != size):
-            raise HubHTTPError(404, f"LFS object {oid} is not stored (or has another size)")
+            raise HubHTTPError(
+                404, f"LFS object {oid} is not stored (or has another size)", "NotFound"
+            )
         return JSONResponse({"oid": oid, "size": stored}, headers={"Content-Type": LFS_JSON})

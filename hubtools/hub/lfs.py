@@ -18,7 +18,7 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from hubtools.hub.errors import HubHTTPError
+from hubtools.hub.errors import HubHTTPError, bad_request, too_large
 
 CAPABILITY_TTL_S = 3600
 
@@ -79,7 +79,7 @@ class LfsStore:
     async def receive(self, oid: str, size: int, chunks: AsyncIterator[bytes]) -> None:
         """Stream an upload to disk, then keep it only if its size and sha256 match."""
         if size > self.max_object_bytes:
-            raise HubHTTPError(413, f"Object of {size} bytes is over the server's limit")
+            raise too_large(f"Object of {size} bytes is over the server's limit")
         tmp = self.tmp / f"lfs-{uuid.uuid4().hex}"
         digest, received = hashlib.sha256(), 0
         try:
@@ -87,14 +87,14 @@ class LfsStore:
                 async for chunk in chunks:
                     received += len(chunk)
                     if received > size:
-                        raise HubHTTPError(400, f"Upload is larger than the announced {size} bytes")
+                        raise bad_request(f"Upload is larger than the announced {size} bytes")
                     digest.update(chunk)
                     fh.write(chunk)
                 fh.flush()
                 os.fsync(fh.fileno())
             if received != size or digest.hexdigest() != oid:
-                raise HubHTTPError(
-                    400, f"Upload does not match oid {oid} and size {size}: got {received} bytes"
+                raise bad_request(
+                    f"Upload does not match oid {oid} and size {size}: got {received} bytes"
                 )
             final = self.path(oid)
             final.parent.mkdir(parents=True, exist_ok=True)

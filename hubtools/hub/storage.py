@@ -29,7 +29,13 @@ from pathlib import Path
 import pygit2
 from pygit2.enums import AttrCheck, FileMode, ObjectType, SortMode
 
-from hubtools.hub.errors import HubHTTPError, bad_request, entry_not_found, revision_not_found
+from hubtools.hub.errors import (
+    HubHTTPError,
+    bad_request,
+    conflict,
+    entry_not_found,
+    revision_not_found,
+)
 
 REPO_TYPES = ("model", "dataset", "space")
 URL_PREFIXES = {"model": "", "dataset": "datasets/", "space": "spaces/"}
@@ -375,7 +381,7 @@ class GitRepo:
 
     def create_ref(self, name: str, sha: str, message: str | None = None, user: str = "") -> None:
         if self.git.references.get(name) is not None:
-            raise HubHTTPError(409, f"Reference already exists: {name}")
+            raise conflict(f"Reference already exists: {name}")
         if name.startswith("refs/tags/") and message:
             tag_name = name.removeprefix("refs/tags/")
             self.git.create_tag(tag_name, sha, ObjectType.COMMIT, _signature(user), message)
