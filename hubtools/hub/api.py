@@ -142,11 +142,16 @@ class RepoAPI(FileHandlers):
     def update_settings(self, call: Call) -> Response:
         repo = self._open(call, write=True)
         body = call.json_object()
-        if "private" in body:
-            if not isinstance(body["private"], bool):
+        private = body.get("private")
+        if "visibility" in body:  # what huggingface_hub 2.x sends
+            if body["visibility"] not in ("public", "private"):
+                raise bad_request("'visibility' must be 'public' or 'private'")
+            private = body["visibility"] == "private"
+        if private is not None:
+            if not isinstance(private, bool):
                 raise bad_request("'private' must be a boolean")
             with self.git.write_lock(repo.ref):
-                repo.set_private(body["private"])
+                repo.set_private(private)
         return JSONResponse({"private": repo.private})
 
     def _info(self, call: Call, repo: GitRepo, sha: str, full: bool) -> dict[str, Any]:

@@ -67,8 +67,15 @@ def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
+def valid_name(value: str) -> bool:
+    """A namespace or repo name the Hub accepts; never a path that leaves its directory."""
+    if not isinstance(value, str) or not _NAME_RE.match(value):
+        return False
+    return "--" not in value and ".." not in value and not value.endswith(".git")
+
+
 def check_name(value: str, what: str) -> str:
-    if not _NAME_RE.match(value or "") or "--" in value or ".." in value or value.endswith(".git"):
+    if not valid_name(value):
         raise bad_request(
             f"Invalid {what} '{value}': use letters, digits, '-', '_' or '.', start and end "
             "with a letter or digit, no '--' or '..', at most 96 characters"
@@ -186,6 +193,9 @@ class GitStore:
         return self.repos_dir / f"{ref.type}s" / ref.namespace / f"{ref.name}.git"
 
     def exists(self, ref: RepoRef) -> bool:
+        """Refs from URLs are unchecked: `alice/..%2Fbob%2Fx` must not find `bob/x`."""
+        if not (valid_name(ref.namespace) and valid_name(ref.name)):
+            return False
         return (self.path(ref) / "HEAD").exists()
 
     def open(self, ref: RepoRef) -> GitRepo:
