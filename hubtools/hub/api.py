@@ -32,6 +32,7 @@ from hubtools.hub.storage import (
     RepoRef,
     check_name,
     check_path,
+    parse_lfs_pointer,
 )
 
 if TYPE_CHECKING:
@@ -120,8 +121,8 @@ class RepoAPI(FileHandlers):
                 f"You don't have the rights to create a repo under '{ref.namespace}'",
                 "Forbidden",
             )
-        sdk = body.get("sdk")
-        if ref.type == "space" and sdk not in cardmeta.SPACE_SDKS:
+        sdk = body.get("sdk") if ref.type == "space" else None  # only Spaces keep one
+        if ref.type == "space" and (not isinstance(sdk, str) or sdk not in cardmeta.SPACE_SDKS):
             raise bad_request(f"A Space needs an sdk, one of {sorted(cardmeta.SPACE_SDKS)}")
         private = body.get("visibility") == "private" or body.get("private") is True
         url = self._repo_url(call, ref)
@@ -198,7 +199,10 @@ class RepoAPI(FileHandlers):
 
     def list_repos(self, call: Call) -> Response:
         author, search = call.arg("author"), (call.arg("search") or "").lower()
-        limit = int(call.arg("limit") or 1000)
+        limit = call.arg("limit") or "1000"
+        if not limit.isdigit():
+            raise bad_request("'limit' must be a positive integer")
+        limit = int(limit)
         out = []
         for ref in self.git.list(call.params["type"]):
             if (author and ref.namespace != author) or search not in ref.repo_id.lower():
@@ -242,7 +246,7 @@ class RepoAPI(FileHandlers):
             path = check_path(f.get("path"))
             try:
                 sample = base64.b64decode(f.get("sample") or "", validate=True)
-            except binascii.Error:
+            except (binascii.Error, TypeError):
                 raise bad_request(f"Invalid base64 sample for {path}") from None
             lfs = (
                 f.get("size", 0) > LFS_SIZE_THRESHOLD
@@ -295,9 +299,11 @@ class RepoAPI(FileHandlers):
             ):
                 raise bad_request(f"Line {n}: 'file' needs base64 'content'")
             try:
-                return AddFile(path, base64.b64decode(value["content"], validate=True))
+                data = base64.b64decode(value["content"], validate=True)
             except binascii.Error:
                 raise bad_request(f"Line {n}: invalid base64 content for {path}") from None
+            self._check_pointer(n, path, data)
+            return AddFile(path, data)
         if key == "lfsFile":
             oid, algo = value.get("oid"), value.get("algo", "sha256")
             if algo != "sha256" or not is_sha256(oid):
@@ -309,6 +315,15 @@ class RepoAPI(FileHandlers):
                 raise bad_request(f"Line {n}: size of {path} does not match the uploaded object")
             return AddLfs(path, oid, stored)
         raise bad_request(f"Line {n}: unknown operation {key!r}")
+
+    def _check_pointer(self, n: int, path: str, data: bytes) -> None:
+        """Git stores LFS files as pointers: an inline pointer must name a stored object.
+
+        Otherwise every download of it would fail, as on the Hub, which refuses such pushes.
+        """
+        pointer = parse_lfs_pointer(data)
+        if pointer is not None and self.app.lfs.size(pointer.oid) != pointer.size:
+            raise bad_request(f"Line {n}: {path} is an LFS pointer to an object never uploaded")
 
     def commit(self, call: Call) -> Response:
         repo = self._open(call, write=True)
@@ -345,6 +360,8 @@ class RepoAPI(FileHandlers):
         repo = self._open(call, write=True)
         body = call.json_object()
         tag = self._check_ref_name(body.get("tag"), "tags")
+        if not isinstance(body.get("message") or "", str):
+            raise bad_request("'message' must be a string")
         with self.git.write_lock(repo.ref):
             sha = repo.resolve(call.params["revision"])
             repo.create_ref(f"refs/tags/{tag}", sha, body.get("message"), call.principal.name)
@@ -360,6 +377,8 @@ class RepoAPI(FileHandlers):
         repo = self._open(call, write=True)
         body = call.json_object()
         branch = self._check_ref_name(call.params["revision"], "heads")
+        if not isinstance(body.get("startingPoint") or "", str):
+            raise bad_request("'startingPoint' must be a revision name")
         with self.git.write_lock(repo.ref):
             start = repo.resolve(body.get("startingPoint") or "main")
             if body.get("overwrite") and repo.git.references.get(f"refs/heads/{branch}"):

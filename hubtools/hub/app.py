@@ -66,7 +66,8 @@ class Call:
 
 
 def error_response(err: HubHTTPError) -> Response:
-    safe = err.message.encode("ascii", "replace").decode().replace("\n", " ")
+    # Header values must be printable ASCII: a NUL or CR echoed from a URL would crash h11.
+    safe = "".join(c if " " <= c <= "~" else "?" for c in err.message)
     headers = {"X-Error-Message": safe[:1000], **err.headers}
     if err.code:
         headers["X-Error-Code"] = err.code

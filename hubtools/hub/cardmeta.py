@@ -116,7 +116,11 @@ def _check_dataset_info(info: Any) -> list[str]:
         if not isinstance(item, dict):
             errors.append(f"dataset_info[{i}] must be a mapping")
             continue
-        for split in item.get("splits") or []:
+        splits = item.get("splits") or []
+        if not isinstance(splits, list):
+            errors.append(f"dataset_info[{i}].splits must be a list")
+            continue
+        for split in splits:
             if not isinstance(split, dict) or not isinstance(split.get("name"), str):
                 errors.append(f"dataset_info[{i}].splits entries need a string 'name'")
             elif not isinstance(split.get("num_examples", 0), int):

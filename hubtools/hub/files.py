@@ -108,7 +108,8 @@ class FileHandlers:
         url = f"{call.base_url}/{repo.ref.url_prefix}{repo.ref.repo_id}.git/info/lfs/objects"
         out = []
         for obj in objects:
-            oid, size = (obj or {}).get("oid"), (obj or {}).get("size")
+            obj = obj if isinstance(obj, dict) else {}
+            oid, size = obj.get("oid"), obj.get("size")
             if not is_sha256(oid) or not isinstance(size, int) or size < 0:
                 raise bad_request("Each LFS object needs a sha256 'oid' and an integer 'size'")
             item: dict[str, Any] = {"oid": oid, "size": size, "authenticated": True}
