@@ -20,7 +20,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-hub_app = typer.Typer(help="Run and administer a local, Hub-compatible server.", no_args_is_help=True)
+hub_app = typer.Typer(
+    help="Run and administer a local, Hub-compatible server.", no_args_is_help=True
+)
 token_app = typer.Typer(help="Access tokens of a local Hub.", no_args_is_help=True)
 queries_app = typer.Typer(help="Build the query set of a run.", no_args_is_help=True)
 app.add_typer(hub_app, name="hub")
@@ -52,7 +54,7 @@ def hub_serve(
 def hub_token_create(
     root: Path = typer.Option(..., "--root", help="The local Hub's directory."),
     user: str = typer.Option(..., "--user", help="User the token belongs to (created if new)."),
-    org: list[str] = typer.Option([], "--org", help="Organization to add the user to (repeatable)."),
+    org: list[str] = typer.Option([], "--org", help="Organization of the user (repeatable)."),
     write: bool = typer.Option(False, "--write", help="A write token (default: read-only)."),
 ) -> None:
     """Print a new access token on stdout; only its hash is stored."""
@@ -63,7 +65,7 @@ def hub_token_create(
 
 @hub_app.command("env")
 def hub_env(
-    endpoint: str = typer.Option("http://127.0.0.1:8765", "--endpoint", help="The local Hub's URL."),
+    endpoint: str = typer.Option("http://127.0.0.1:8765", "--endpoint", help="Local Hub URL."),
 ) -> None:
     """Print the environment the official clients need for a local Hub (eval it)."""
     from hubtools.hub import env_lines
@@ -80,6 +82,18 @@ def queries_add(
     from hubtools.queries import add
 
     print(add(file, run))
+
+
+@app.command("demo")
+def demo(
+    root: Path | None = typer.Option(
+        None, "--root", help="Local Hub directory (default: ~/.cache/hubtools/hub)."
+    ),
+) -> None:
+    """Publish a small sample dataset to the embedded local Hub and load it back."""
+    from hubtools.demo import demo as run_demo
+
+    print(run_demo(root))
 
 
 @app.command("status")

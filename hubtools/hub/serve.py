@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 from pathlib import Path
 
-from hubtools.errors import UsageError
+from hubtools.errors import LocalHubError, UsageError
 
 LOCAL_ENV = {"HF_HUB_DISABLE_XET": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
 
@@ -61,7 +62,20 @@ def env_lines(endpoint: str) -> list[str]:
 
 
 def configure_local_endpoint(endpoint: str) -> None:
-    """Point this process's clients at a local Hub; must run before they are imported."""
+    """Point this process's clients at a local Hub (no Xet, no telemetry).
+
+    huggingface_hub and datasets read these variables once, at import, so this
+    must run first; a process that already imported them for another endpoint
+    gets a clear error instead of silently talking to the wrong Hub.
+    """
+    if "huggingface_hub" in sys.modules:
+        from huggingface_hub import constants
+
+        if constants.ENDPOINT.rstrip("/") != endpoint.rstrip("/"):
+            raise LocalHubError(
+                f"huggingface_hub was imported for {constants.ENDPOINT} before the local Hub at "
+                f"{endpoint} was configured: set HF_ENDPOINT={endpoint} and HF_HUB_DISABLE_XET=1 "
+                "before starting Python"
+            )
     os.environ["HF_ENDPOINT"] = endpoint
-    for key, value in LOCAL_ENV.items():
-        os.environ.setdefault(key, value)
+    os.environ.update(LOCAL_ENV)
