@@ -240,3 +240,47 @@ def test_lfs_put_tampered_or_mismatched(hub, api, write_token, unique_name):
     assert "actions" in again.json()["objects"][0]
     # The genuine bytes still go through.
     assert httpx.put(href, content=data).status_code == 200
+
+
+# -- what goes to LFS, odd names -----------------------------------------------------------------
+def test_lfs_by_size_and_by_gitattributes(api, unique_name, tmp_path):
+    repo_id = f"alice/{unique_name}"
+    api.create_repo(repo_id, repo_type="dataset")
+    big = os.urandom(1024) * (10 * 1024 + 1)  # just over 10 MB, a .txt name
+    api.create_commit(
+        repo_id, repo_type="dataset", commit_message="big",
+        operations=[
+            CommitOperationAdd("big.txt", big),
+            CommitOperationAdd(".gitattributes", b"*.dat filter=lfs diff=lfs merge=lfs -text\n"),
+        ],
+    )  # fmt: skip
+    api.create_commit(
+        repo_id, repo_type="dataset", commit_message="by pattern",
+        operations=[CommitOperationAdd("x.dat", b"small"), CommitOperationAdd("y.bin", b"bin")],
+    )  # fmt: skip
+    tree = {e.path: e for e in api.list_repo_tree(repo_id, repo_type="dataset")}
+    assert tree["big.txt"].lfs.size == len(big)
+    assert tree["x.dat"].lfs.sha256 == hashlib.sha256(b"small").hexdigest()
+    assert tree["y.bin"].lfs is None  # *.bin is no longer in this repo's .gitattributes
+    path = hf_hub_download(repo_id, "big.txt", repo_type="dataset", cache_dir=tmp_path)
+    assert Path(path).read_bytes() == big
+
+
+def test_unusual_file_names(api, write_token, unique_name, tmp_path):
+    repo_id = f"alice/{unique_name}"
+    api.create_repo(repo_id, repo_type="dataset")
+    names = ["dir with space/ünï côdé.txt", "odd/#hash?q=1&x%20.txt", "odd/plus+semi;colon.txt"]
+    api.create_commit(
+        repo_id, repo_type="dataset", commit_message="odd names",
+        operations=[CommitOperationAdd(n, n.encode()) for n in names],
+    )  # fmt: skip
+    assert sorted(api.list_repo_files(repo_id, repo_type="dataset")) == sorted(
+        [".gitattributes", *names]
+    )
+    for name in names:
+        path = hf_hub_download(repo_id, name, repo_type="dataset", cache_dir=tmp_path)
+        assert Path(path).read_bytes() == name.encode()
+    sub = [e.path for e in api.list_repo_tree(repo_id, "dir with space", repo_type="dataset")]
+    assert sub == [names[0]]
+    fs = HfFileSystem(token=write_token)
+    assert fs.cat_file(f"datasets/{repo_id}/{names[1]}") == names[1].encode()

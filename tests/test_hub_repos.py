@@ -395,3 +395,21 @@ def test_repo_info_card_data_and_files_metadata(api, unique_name):
     assert siblings["README.md"].size == len(readme)
     assert SHA_RE.match(siblings["README.md"].blob_id)
     assert api.repo_info(repo_id).sha == info.sha
+
+
+def test_exists_helpers_and_space_info(api, unique_name):
+    repo_id = api.create_repo(f"alice/{unique_name}", repo_type="space", space_sdk="gradio").repo_id
+    api.upload_file(path_or_fileobj=b"import gradio", path_in_repo="app.py", repo_id=repo_id,
+                    repo_type="space")  # fmt: skip
+    info = api.space_info(repo_id)
+    assert info.sdk == "gradio" and [s.rfilename for s in info.siblings] == [
+        ".gitattributes",
+        "app.py",
+    ]
+    assert api.repo_exists(repo_id, repo_type="space")
+    assert not api.repo_exists(repo_id, repo_type="dataset")
+    assert api.file_exists(repo_id, "app.py", repo_type="space")
+    assert not api.file_exists(repo_id, "nope.py", repo_type="space")
+    assert api.revision_exists(repo_id, "main", repo_type="space")
+    assert not api.revision_exists(repo_id, "nope", repo_type="space")
+    assert [s.id for s in api.list_spaces(author="alice", search=unique_name)] == [repo_id]
