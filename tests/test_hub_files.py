@@ -9,7 +9,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from huggingface_hub import CommitOperationAdd, HfApi, HfFileSystem, hf_hub_download
+from huggingface_hub import (
+    CommitOperationAdd,
+    HfApi,
+    HfFileSystem,
+    hf_hub_download,
+)
 from huggingface_hub.errors import (
     EntryNotFoundError,
     RemoteEntryNotFoundError,
@@ -284,3 +289,33 @@ def test_unusual_file_names(api, write_token, unique_name, tmp_path):
     assert sub == [names[0]]
     fs = HfFileSystem(token=write_token)
     assert fs.cat_file(f"datasets/{repo_id}/{names[1]}") == names[1].encode()
+
+
+def test_lfs_objects_are_scoped_per_repo(hub, api, write_token, unique_name):
+    """Knowing a sha256 is not access: another user can neither probe nor commit it."""
+    secret = os.urandom(5000)
+    private = f"alice/{unique_name}-private"
+    api.create_repo(private, repo_type="dataset", private=True)
+    api.upload_file(path_or_fileobj=secret, path_in_repo="secret.bin", repo_id=private,
+                    repo_type="dataset")  # fmt: skip
+    obj = {"oid": hashlib.sha256(secret).hexdigest(), "size": len(secret)}
+    mallory = hub.token("mallory", write=True)
+    theirs = f"mallory/{unique_name}"
+    HfApi(token=mallory).create_repo(theirs, repo_type="dataset")
+    # The batch API does not reveal that the content exists elsewhere: it asks for an upload.
+    probe = lfs_batch(hub, theirs, mallory, [obj])
+    assert "actions" in probe.json()["objects"][0]
+    lines = [
+        {"key": "header", "value": {"summary": "steal"}},
+        {"key": "lfsFile", "value": {"path": "stolen.bin", "algo": "sha256", **obj}},
+    ]
+    steal = httpx.post(
+        f"{hub.url}/api/datasets/{theirs}/commit/main",
+        content="\n".join(map(json.dumps, lines)),
+        headers={"Authorization": f"Bearer {mallory}", "Content-Type": "application/x-ndjson"},
+    )
+    assert steal.status_code == 400 and "not uploaded" in steal.json()["error"]
+    # Alice's own repo still serves it.
+    got = httpx.get(f"{hub.url}/datasets/{private}/resolve/main/secret.bin",
+                    headers={"Authorization": f"Bearer {write_token}"})  # fmt: skip
+    assert got.content == secret

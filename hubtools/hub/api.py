@@ -263,9 +263,9 @@ class RepoAPI(FileHandlers):
             })  # fmt: skip
         return JSONResponse({"files": out, "commitOid": sha})
 
-    def _parse_commit(self, body: bytes) -> tuple[dict[str, Any], list[Operation]]:
+    def _parse_commit(self, call: Call, repo: GitRepo) -> tuple[dict[str, Any], list[Operation]]:
         header, ops = None, []
-        for n, line in enumerate(body.splitlines(), start=1):
+        for n, line in enumerate(call.body.splitlines(), start=1):
             if not line.strip():
                 continue
             try:
@@ -280,14 +280,16 @@ class RepoAPI(FileHandlers):
                 continue
             if header is None:
                 raise bad_request("Malformed NDJSON: the first line must be the header")
-            ops.append(self._parse_op(n, key, value))
+            ops.append(self._parse_op(call, repo, n, key, value))
         if header is None:
             raise bad_request("Malformed NDJSON: missing header line")
         if not isinstance(header.get("summary", ""), str):
             raise bad_request("header.summary must be a string")
         return header, ops
 
-    def _parse_op(self, n: int, key: str, value: dict[str, Any]) -> Operation:
+    def _parse_op(
+        self, call: Call, repo: GitRepo, n: int, key: str, value: dict[str, Any]
+    ) -> Operation:
         path = value.get("path")
         if key in ("deletedFile", "deletedFolder"):
             check_path(path.rstrip("/") if isinstance(path, str) else path)
@@ -302,32 +304,43 @@ class RepoAPI(FileHandlers):
                 data = base64.b64decode(value["content"], validate=True)
             except binascii.Error:
                 raise bad_request(f"Line {n}: invalid base64 content for {path}") from None
-            self._check_pointer(n, path, data)
+            self._check_pointer(call, repo, n, path, data)
             return AddFile(path, data)
         if key == "lfsFile":
             oid, algo = value.get("oid"), value.get("algo", "sha256")
             if algo != "sha256" or not is_sha256(oid):
                 raise bad_request(f"Line {n}: lfsFile needs a sha256 'oid'")
             stored = self.app.lfs.size(oid)
-            if stored is None:
+            if not self._lfs_usable(repo, oid):
                 raise bad_request(f"Line {n}: LFS object {oid} for {path} was not uploaded")
             if value.get("size") is not None and value["size"] != stored:
                 raise bad_request(f"Line {n}: size of {path} does not match the uploaded object")
             return AddLfs(path, oid, stored)
         raise bad_request(f"Line {n}: unknown operation {key!r}")
 
-    def _check_pointer(self, n: int, path: str, data: bytes) -> None:
+    def _lfs_usable(self, repo: GitRepo, oid: str) -> bool:
+        """Only objects uploaded to this repo: knowing a sha256 is not access to a file.
+
+        (The official client copies LFS files across repos only through Xet, which a
+        local Hub does not speak, so there is no cross-repo grant to honour.)
+        """
+        return self.app.lfs.granted(self.git.path(repo.ref), oid)
+
+    def _check_pointer(self, call: Call, repo: GitRepo, n: int, path: str, data: bytes) -> None:
         """Git stores LFS files as pointers: an inline pointer must name a stored object.
 
         Otherwise every download of it would fail, as on the Hub, which refuses such pushes.
         """
         pointer = parse_lfs_pointer(data)
-        if pointer is not None and self.app.lfs.size(pointer.oid) != pointer.size:
+        if pointer is not None and (
+            self.app.lfs.size(pointer.oid) != pointer.size
+            or not self._lfs_usable(repo, pointer.oid)
+        ):
             raise bad_request(f"Line {n}: {path} is an LFS pointer to an object never uploaded")
 
     def commit(self, call: Call) -> Response:
         repo = self._open(call, write=True)
-        header, ops = self._parse_commit(call.body)
+        header, ops = self._parse_commit(call, repo)
         message = header.get("summary") or "Upload files"
         if header.get("description"):
             message += "\n\n" + str(header["description"])

@@ -139,8 +139,12 @@ class HubApp:
             # Capability link: authorised by its signature, never by a header.
             q = {k: v[-1] for k, v in query.items()}
             oid = unquote(parts[1])
-            size = self.lfs.check_capability(oid, q.get("size"), q.get("expires"), q.get("sig"))
+            repo_key, size = self.lfs.check_capability(oid, q)
+            ref = RepoRef.from_key(repo_key)
+            if ref is None or not self.git.exists(ref):
+                raise HubHTTPError(404, "The repo of this upload link is gone", "RepoNotFound")
             await self.lfs.receive(oid, size, request.stream())
+            self.lfs.grant(self.git.path(ref), oid)
             return Response(status_code=200)
         if parts == ["healthz"]:
             return JSONResponse({"status": "ok"})

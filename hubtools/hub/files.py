@@ -113,13 +113,14 @@ class FileHandlers:
             if not is_sha256(oid) or not isinstance(size, int) or size < 0:
                 raise bad_request("Each LFS object needs a sha256 'oid' and an integer 'size'")
             item: dict[str, Any] = {"oid": oid, "size": size, "authenticated": True}
-            stored = self.app.lfs.size(oid)
-            if operation == "upload" and stored != size:
+            have = self.app.lfs.granted(self.git.path(repo.ref), oid)
+            if operation == "upload" and not (have and self.app.lfs.size(oid) == size):
                 if size > self.app.lfs.max_object_bytes:
                     item["error"] = {"code": 413, "message": "Object is over the size limit"}
                 else:
                     href = (
-                        f"{call.base_url}/lfs-upload/{oid}?{self.app.lfs.upload_query(oid, size)}"
+                        f"{call.base_url}/lfs-upload/{oid}?"
+                        f"{self.app.lfs.upload_query(repo.ref.key, oid, size)}"
                     )
                     item["actions"] = {
                         "upload": {"href": href, "expires_in": 3600},
@@ -134,13 +135,14 @@ class FileHandlers:
         )
 
     def lfs_verify(self, call: Call) -> Response:
-        self._open(call, write=True)
+        repo = self._open(call, write=True)
         body = call.json_object()
         oid, size = body.get("oid"), body.get("size")
         if not is_sha256(oid):
             raise bad_request("verify needs a sha256 'oid'")
         stored = self.app.lfs.size(oid)
-        if stored is None or (size is not None and stored != size):
+        granted = self.app.lfs.granted(self.git.path(repo.ref), oid)
+        if not granted or (size is not None and stored != size):
             raise HubHTTPError(
                 404, f"LFS object {oid} is not stored (or has another size)", "NotFound"
             )

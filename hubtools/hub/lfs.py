@@ -2,9 +2,14 @@
 
 The clients PUT LFS content to the link the batch API hands out *without* an
 Authorization header, so the link itself is the credential: it names one
-object (oid and size), expires, and is signed with a secret only the server
-knows. The server hashes what arrives and keeps it only if size and sha256
-match, so the store never holds an object under a wrong name.
+object (oid and size) and one repo, expires, and is signed with a secret only
+the server knows. The server hashes what arrives and keeps it only if size and
+sha256 match, so the store never holds an object under a wrong name.
+
+Objects are stored once, but each repo may only use the objects granted to it
+(uploaded to it, or copied from a repo the committer can read): knowing a
+sha256 must not be enough to read another repo's private file, and the batch
+API must not reveal whether some content exists elsewhere on the server.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import urlencode
 
 from hubtools.hub.errors import HubHTTPError, bad_request, too_large
 
@@ -55,26 +61,43 @@ class LfsStore:
             return None
 
     # -- upload links -------------------------------------------------------------
-    def _sign(self, oid: str, size: int, expires: int) -> str:
-        msg = f"{oid}:{size}:{expires}".encode()
+    # -- per-repo grants ------------------------------------------------------------
+    @staticmethod
+    def _grant_path(repo_dir: Path, oid: str) -> Path:
+        return repo_dir / "lfs-oids" / oid[:2] / oid
+
+    def granted(self, repo_dir: Path, oid: str) -> bool:
+        return self._grant_path(repo_dir, oid).exists() and self.size(oid) is not None
+
+    def grant(self, repo_dir: Path, oid: str) -> None:
+        path = self._grant_path(repo_dir, oid)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+
+    # -- upload links -------------------------------------------------------------
+    def _sign(self, repo_key: str, oid: str, size: int, expires: int) -> str:
+        msg = f"{repo_key}:{oid}:{size}:{expires}".encode()
         return hmac.new(self._secret, msg, hashlib.sha256).hexdigest()
 
-    def upload_query(self, oid: str, size: int) -> str:
+    def upload_query(self, repo_key: str, oid: str, size: int) -> str:
         expires = int(time.time()) + CAPABILITY_TTL_S
-        return f"size={size}&expires={expires}&sig={self._sign(oid, size, expires)}"
+        sig = self._sign(repo_key, oid, size, expires)
+        return urlencode({"repo": repo_key, "size": size, "expires": expires, "sig": sig})
 
-    def check_capability(self, oid: str, size: str, expires: str, sig: str) -> int:
-        """The object size the link allows; 403 for a forged, altered or expired link."""
+    def check_capability(self, oid: str, query: dict[str, str]) -> tuple[str, int]:
+        """(repo key, object size) the link allows; 403 for a forged, altered or expired link."""
         try:
-            size_i, expires_i = int(size), int(expires)
+            size_i, expires_i = int(query.get("size")), int(query.get("expires"))
         except (TypeError, ValueError):
             raise HubHTTPError(403, "Malformed upload link", "Forbidden") from None
-        good = hmac.compare_digest(self._sign(oid, size_i, expires_i), sig or "")
+        repo_key = query.get("repo") or ""
+        expected = self._sign(repo_key, oid, size_i, expires_i)
+        good = hmac.compare_digest(expected, query.get("sig") or "")
         if not good or expires_i < time.time():
             raise HubHTTPError(
                 403, "Upload link is invalid or expired: ask for a new one", "Forbidden"
             )
-        return size_i
+        return repo_key, size_i
 
     async def receive(self, oid: str, size: int, chunks: AsyncIterator[bytes]) -> None:
         """Stream an upload to disk, then keep it only if its size and sha256 match."""

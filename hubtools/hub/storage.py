@@ -106,6 +106,16 @@ class RepoRef:
         return f"{self.namespace}/{self.name}"
 
     @property
+    def key(self) -> str:
+        """`type/namespace/name`: how upload links name their repo."""
+        return f"{self.type}/{self.repo_id}"
+
+    @classmethod
+    def from_key(cls, key: str) -> RepoRef | None:
+        parts = key.split("/")
+        return cls(*parts) if len(parts) == 3 and parts[0] in REPO_TYPES else None
+
+    @property
     def url_prefix(self) -> str:
         return URL_PREFIXES[self.type]
 
