@@ -1,0 +1,155 @@
+"""``hubtools queries add``: load query records from a JSONL or Parquet file into a run."""
+
+from __future__ import annotations
+
+import difflib
+import gzip
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from hubtools.errors import InputFileError, RunStoreError, UsageError
+from hubtools.records import Category, Query
+from hubtools.run import RUN_FILE, AddResult, Run
+
+FIELDS = (
+    "prompt",
+    "messages",
+    "category",
+    "source",
+    "reference",
+    "tests",
+    "constraints",
+    "meta",
+    "query_id",
+)
+FORMAT_HINT = "each record needs 'prompt' (a string) or 'messages' (a list of {role, content})"
+
+
+def add(
+    file: Path | str,
+    run: Path | str,
+    *,
+    category: Category | str | None = None,
+    source: str | None = None,
+) -> AddResult:
+    """Add the queries in ``file`` to ``run``, creating the run if it does not exist.
+
+    ``category`` and ``source`` fill in records that do not name their own (defaults:
+    ``general`` and the file's name). Records are streamed; the batch is stored only
+    once every record has passed its checks, so a bad record (an ``InputFileError``
+    with its line, or row for Parquet) leaves the run as it was.
+    """
+    file, run = Path(file), Path(run)
+    try:
+        category = Category.parse(category or Category.GENERAL)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    queries = read_queries(file, category=category, source=source or file.name)
+    if (run / RUN_FILE).exists():
+        return Run.open(run).add_queries(queries)
+    return _add_to_new_run(run, queries)
+
+
+def read_queries(file: Path, *, category: Category, source: str) -> Iterator[Query]:
+    """The records of ``file`` as queries; raises ``InputFileError`` at the first bad one."""
+    count = 0
+    for line, record in _records(file):
+        try:
+            query = _to_query(record, category, source)
+        except ValueError as err:
+            raise InputFileError(str(file), line, str(err)) from None
+        count += 1
+        yield query
+    if count == 0:
+        raise InputFileError(str(file), None, f"no queries found; {FORMAT_HINT}")
+
+
+def _add_to_new_run(run: Path, queries: Iterator[Query]) -> AddResult:
+    """Build the run beside its destination and rename it there, so a bad file leaves none."""
+    staging = run.with_name(f".{run.name}.{os.getpid()}.tmp")
+    try:
+        result = Run.create(staging).add_queries(queries)
+        try:
+            staging.rename(run)
+        except OSError:
+            raise RunStoreError(f"{run} exists and is not a run; pick a new directory") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return result
+
+
+def _records(file: Path) -> Iterator[tuple[int, Any]]:
+    """``(line or row number, record)`` pairs, by file extension."""
+    name = file.name.lower()
+    if name.endswith(".parquet"):
+        reader = _parquet_records
+    elif name.endswith((".jsonl", ".jsonl.gz", ".ndjson")):
+        reader = _jsonl_records
+    else:
+        raise InputFileError(
+            str(file), None, "unknown file type; use .jsonl, .jsonl.gz or .parquet"
+        )
+    try:
+        yield from reader(file)
+    except (OSError, EOFError, pa.ArrowException) as err:
+        reason = getattr(err, "strerror", None) or err
+        raise InputFileError(str(file), None, f"cannot read the file ({reason})") from None
+
+
+def _jsonl_records(file: Path) -> Iterator[tuple[int, Any]]:
+    opener = gzip.open if file.name.lower().endswith(".gz") else open
+    with opener(file, "rb") as lines:
+        for number, raw in enumerate(lines, 1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise InputFileError(
+                    str(file), number, "not UTF-8 text; save it as UTF-8"
+                ) from None
+            if not text.strip():
+                continue
+            try:
+                yield number, json.loads(text)
+            except json.JSONDecodeError as err:
+                raise InputFileError(
+                    str(file),
+                    number,
+                    f"invalid JSON ({err.msg} at column {err.colno}); write one object per line",
+                ) from None
+
+
+def _parquet_records(file: Path) -> Iterator[tuple[int, Any]]:
+    rows = (row for batch in pq.ParquetFile(file).iter_batches() for row in batch.to_pylist())
+    yield from enumerate(rows, 1)
+
+
+def _to_query(record: Any, category: Category, source: str) -> Query:
+    """A query from one record; null fields count as absent (Parquet has no 'missing')."""
+    if not isinstance(record, dict):
+        raise ValueError(f"expected an object, got {type(record).__name__}; {FORMAT_HINT}")
+    fields = {key: value for key, value in record.items() if value is not None}
+    for key in fields.keys() - set(FIELDS):
+        close = difflib.get_close_matches(key, FIELDS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"unknown field {key!r}{hint}; keep extra data under 'meta'")
+    prompt, messages = fields.pop("prompt", None), fields.pop("messages", None)
+    if (prompt is None) == (messages is None):
+        raise ValueError(f"give exactly one of 'prompt' and 'messages'; {FORMAT_HINT}")
+    if prompt is not None and not isinstance(prompt, str):
+        raise ValueError(f"'prompt' must be a string, got {type(prompt).__name__}")
+    if messages is not None and not isinstance(messages, list):
+        raise ValueError("'messages' must be a list of {role, content} turns")
+    expected_id = fields.pop("query_id", None)
+    fields.setdefault("category", category)
+    fields.setdefault("source", source)
+    query = Query.from_prompt(prompt if prompt is not None else messages, **fields)
+    if expected_id is not None and expected_id != query.query_id:
+        raise ValueError("'query_id' does not match the prompt; drop it to have it computed")
+    return query
