@@ -129,7 +129,7 @@ class Query(_Record):
             "'source' must be a non-empty string",
         )
         _require(
-            isinstance(self.query_id, str) and re.fullmatch(r"[0-9a-f]{32}", self.query_id),
+            isinstance(self.query_id, str) and bool(re.fullmatch(r"[0-9a-f]{32}", self.query_id)),
             f"'query_id' must be 32 lowercase hex digits, got {self.query_id!r}",
         )
         _require(
@@ -163,7 +163,7 @@ class Query(_Record):
         """A query from a single user prompt or a list of turns, with its id computed."""
         if isinstance(prompt, str):
             messages = [{"role": "user", "content": prompt}]
-        elif isinstance(prompt, list):
+        elif isinstance(prompt, list | tuple):
             messages = [dict(m) if isinstance(m, Mapping) else m for m in prompt]
         else:
             raise ValueError(

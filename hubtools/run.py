@@ -207,7 +207,8 @@ class Run:
                 "start one with `hubtools queries add FILE --run PATH`"
             ) from None
         except yaml.YAMLError as err:
-            raise RunStoreError(f"{path / RUN_FILE} is not valid YAML: {err}") from None
+            problem = " ".join(str(err).split())  # YAML errors span lines; ours are one
+            raise RunStoreError(f"{path / RUN_FILE} is not valid YAML: {problem}") from None
         return cls(path, config or {})
 
     # -- the query set -------------------------------------------------------------------
@@ -244,12 +245,11 @@ class Run:
         self, category: Category | str | None = None, shard: tuple[int, int] | None = None
     ) -> Iterator[Query]:
         """Stream the query set, part by part, optionally one category or one shard of it."""
+        wanted = None if category is None else Category.parse(category).value
         for part in self._parts():
             for batch in pq.ParquetFile(part).iter_batches(batch_size=_PAGE):
-                if category is not None:
-                    batch = batch.filter(
-                        pc.equal(batch["category"], Category.parse(category).value)
-                    )
+                if wanted is not None:
+                    batch = batch.filter(pc.equal(batch["category"], wanted))
                 for row in batch.to_pylist():
                     if shard is None or shard_of(row["query_id"], shard[1]) == shard[0]:
                         yield Query.from_dict(_json_fields(row, json.loads))

@@ -61,6 +61,8 @@ def test_query_id_covers_the_whole_conversation():
 
     assert query_id_for(chat("Tell me a story.")) != query_id_for(chat("Tell me a joke."))
     assert query_id_for(chat("Tell me  a story.")) == query_id_for(chat("Tell me a story."))
+    as_tuple = Query.from_prompt(tuple(chat("Tell me a story.")), source="s")
+    assert as_tuple.query_id == query_id_for(chat("Tell me a story."))
 
 
 def test_query_round_trips_through_json():

@@ -47,6 +47,11 @@ def test_open_and_create_refuse_other_directories(tmp_path):
     with pytest.raises(RunStoreError, match="exists and is not a run"):
         Run.create(tmp_path, {})
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "run.yaml").write_text("teachers: [am\n")
+    with pytest.raises(RunStoreError, match="run.yaml is not valid YAML: while parsing") as err:
+        Run.open(tmp_path / "broken")
+    assert "\n" not in str(err.value)
 
 
 def test_add_queries_dedups_across_and_within_batches(run):

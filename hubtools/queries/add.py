@@ -99,7 +99,7 @@ def _records(file: Path) -> Iterator[tuple[int, Any]]:
     try:
         yield from reader(file)
     except (OSError, EOFError, pa.ArrowException) as err:
-        reason = getattr(err, "strerror", None) or err
+        reason = getattr(err, "strerror", None) or " ".join(str(err).split())
         raise InputFileError(str(file), None, f"cannot read the file ({reason})") from None
 
 
