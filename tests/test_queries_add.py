@@ -182,6 +182,16 @@ def test_refuses_a_directory_that_is_not_a_run(tmp_path):
         add(write_jsonl(tmp_path / "f.jsonl", RECORDS), tmp_path / "taken")
     (tmp_path / "empty").mkdir()
     assert add(tmp_path / "f.jsonl", tmp_path / "empty").added == 5
+    assert Run.open(tmp_path / "empty").count_queries() == 5
+
+
+def test_the_current_directory_can_become_the_run(tmp_path, monkeypatch):
+    file = write_jsonl(tmp_path / "f.jsonl", RECORDS)
+    (tmp_path / "run").mkdir()
+    monkeypatch.chdir(tmp_path / "run")
+    assert add(file, ".").added == 5
+    assert Run.open(tmp_path / "run").count_queries() == 5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.jsonl", "run"]
 
 
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data is not checked out here")

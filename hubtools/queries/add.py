@@ -72,14 +72,18 @@ def read_queries(file: Path, *, category: Category, source: str) -> Iterator[Que
 
 
 def _add_to_new_run(run: Path, queries: Iterator[Query]) -> AddResult:
-    """Build the run beside its destination and rename it there, so a bad file leaves none."""
-    staging = run.with_name(f".{run.name}.{os.getpid()}.tmp")
+    """Build the run beside its destination and move it in, so a bad file leaves nothing.
+
+    run.yaml moves last: a directory becomes a run only once its queries are there.
+    """
+    staging = run.resolve().parent / f".{run.resolve().name}.{os.getpid()}.tmp"
     try:
         result = Run.create(staging).add_queries(queries)
-        try:
-            staging.rename(run)
-        except OSError:
-            raise RunStoreError(f"{run} exists and is not a run; pick a new directory") from None
+        run.mkdir(parents=True, exist_ok=True)
+        if any(run.iterdir()):
+            raise RunStoreError(f"{run} exists and is not a run; pick a new directory")
+        for entry in sorted(staging.iterdir(), key=lambda p: p.name == RUN_FILE):
+            entry.rename(run / entry.name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return result
