@@ -77,11 +77,17 @@ def hub_env(
 def queries_add(
     file: Path = typer.Argument(..., help="JSONL or Parquet file of queries (see README)."),
     run: Path = RunOption,
+    category: str | None = typer.Option(
+        None, "--category", help="Category for records that have none (default: general)."
+    ),
+    source: str | None = typer.Option(
+        None, "--source", help="Source for records that have none (default: the file name)."
+    ),
 ) -> None:
     """Load Query records from a file into a run; a bad line loads nothing."""
     from hubtools.queries import add
 
-    print(add(file, run))
+    print(add(file, run, category=category, source=source))
 
 
 @app.command("demo")
@@ -102,7 +108,7 @@ def status(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """What a run holds: queries by category; attempts, passes and failures per teacher."""
-    from hubtools.run import status as run_status
+    from hubtools.status import status as run_status
 
     result = run_status(run)
     print(json.dumps(result.to_dict(), indent=2) if as_json else result.render())

@@ -33,7 +33,7 @@ import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, astuple, dataclass, field, fields
+from dataclasses import asdict, astuple, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -121,49 +121,6 @@ class TeacherCounts:
 
 
 @dataclass(slots=True)
-class RunStatus:
-    path: str
-    shards: int
-    threshold: float
-    queries: dict[str, int]
-    teachers: dict[str, TeacherCounts] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def render(self) -> str:
-        split = f"{self.shards} shards" if self.shards > 1 else "1 shard"
-        lines = [f"run {self.path} ({split}, pass threshold {self.threshold:g})"]
-        lines.append(f"queries  {sum(self.queries.values()):>10,}")
-        lines += [f"  {name:<7}{count:>10,}" for name, count in self.queries.items()]
-        if not self.teachers:
-            return "\n".join([*lines, "no attempts yet"])
-        width = max(7, *map(len, self.teachers))
-        header = ("queries", "attempts", "errors", "passed", "failed")
-        lines.append(f"{'teacher':<{width}}" + "".join(f"{h:>10}" for h in header))
-        for name, counts in self.teachers.items():
-            lines.append(f"{name:<{width}}" + "".join(f"{v:>10,}" for v in astuple(counts)))
-        return "\n".join(lines)
-
-
-def status(run: Path | str, *, threshold: float = PASS_THRESHOLD) -> RunStatus:
-    """Queries by category and each teacher's progress, summed over the shards."""
-    opened = Run.open(run)
-    teachers: dict[str, TeacherCounts] = {}
-    for path in opened.shard_paths():
-        with AttemptStore(path) as store:
-            for teacher, counts in store.counts(threshold).items():
-                teachers[teacher] = teachers.get(teacher, TeacherCounts()) + counts
-    return RunStatus(
-        path=str(opened.path),
-        shards=opened.shard_count() or 1,
-        threshold=threshold,
-        queries=opened.categories(),
-        teachers=dict(sorted(teachers.items())),
-    )
-
-
-@dataclass(slots=True)
 class Run:
     """A run directory; open one with ``Run.create`` or ``Run.open``."""
 
@@ -172,7 +129,12 @@ class Run:
 
     @classmethod
     def create(cls, path: Path | str, config: Mapping[str, Any] = DEFAULT_CONFIG) -> Run:
-        """Create a run with a frozen config; an existing run opens only if its config matches."""
+        """Create a run, or open it and freeze the config sections it does not have yet.
+
+        Each top-level section of run.yaml (`teachers`, `sampling`, `verify`, ...) is
+        frozen by the first stage that brings it: a later stage may add new sections,
+        never change one, so every attempt in a run was made under one config.
+        """
         path = Path(path)
         try:
             config = yaml.safe_load(yaml.safe_dump(dict(config)))
@@ -189,12 +151,28 @@ class Run:
             except FileExistsError:
                 pass  # created concurrently: compare with that one below
         run = cls.open(path)
-        if differences := _diff(run.config, config):
+        run._check_frozen(config)
+        if any(k not in run.config for k in config):
+            with run._queries_lock():
+                run = cls.open(path)  # another process may have added sections meanwhile
+                run._check_frozen(config)
+                merged = {**run.config, **{k: v for k, v in config.items() if k not in run.config}}
+                with _staged(path / RUN_FILE) as tmp:
+                    tmp.write_text(yaml.safe_dump(merged, sort_keys=False))
+                    with open(tmp, "rb") as file:
+                        os.fsync(file.fileno())
+                    os.replace(tmp, path / RUN_FILE)
+                run = cls.open(path)
+        return run
+
+    def _check_frozen(self, config: Mapping[str, Any]) -> None:
+        shared = [k for k in config if k in self.config]
+        frozen, given = {k: self.config[k] for k in shared}, {k: config[k] for k in shared}
+        if differences := _diff(frozen, given):
             raise RunStoreError(
-                f"{path} was created with another config ({'; '.join(differences)}); "
+                f"{self.path} was created with another config ({'; '.join(differences)}); "
                 "use a new run directory, or the config in its run.yaml"
             )
-        return run
 
     @classmethod
     def open(cls, path: Path | str) -> Run:

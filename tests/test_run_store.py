@@ -11,7 +11,8 @@ import pytest
 
 from hubtools.errors import RunStoreError, UsageError
 from hubtools.records import Attempt, Query, Verdict
-from hubtools.run import Run, shard_of, status
+from hubtools.run import Run, shard_of
+from hubtools.status import status
 
 
 def queries(n, category="math", prefix="Question"):
@@ -274,3 +275,18 @@ def test_killed_writer_loses_no_committed_batch(run):
         stored = stored_batches(run.shard_paths()[0])
         assert committed <= stored, "a batch reported as committed was lost"
         assert len(stored) <= len(committed) + 1
+
+
+def test_config_sections_freeze_when_first_written(tmp_path):
+    """`queries add` makes a run with no sections; later stages add theirs, never change one."""
+    path = tmp_path / "run"
+    Run.create(path, {})
+    run = Run.create(path, {"sampling": {"temperature": 0.6}, "max_attempts": 8})
+    assert run.config == {"sampling": {"temperature": 0.6}, "max_attempts": 8}
+    # Bringing a frozen section unchanged, plus a new one, is fine.
+    run = Run.create(path, {"sampling": {"temperature": 0.6}, "verify": {"math_timeout_s": 5}})
+    assert set(run.config) == {"sampling", "max_attempts", "verify"}
+    assert Run.open(path).config == run.config
+    with pytest.raises(RunStoreError, match=r"sampling.temperature: 0.6 in run.yaml, 1.0 given"):
+        Run.create(path, {"sampling": {"temperature": 1.0}, "other": 1})
+    assert "other" not in Run.open(path).config  # a refused config adds nothing
