@@ -7,8 +7,10 @@ module imports them.
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -30,6 +32,7 @@ def free_port() -> int:
 
 _SESSION_PORT = free_port()
 _HF_HOME = tempfile.mkdtemp(prefix="hubtools-hf-home-")
+atexit.register(shutil.rmtree, _HF_HOME, ignore_errors=True)
 os.environ.update(
     HF_ENDPOINT=f"http://127.0.0.1:{_SESSION_PORT}",
     HF_HUB_DISABLE_XET="1",
