@@ -114,6 +114,61 @@ def status(
     print(json.dumps(result.to_dict(), indent=2) if as_json else result.render())
 
 
+@app.command("verify")
+def verify(
+    run: Path | None = typer.Argument(None, help="Run directory whose stored attempts to verify."),
+    input: Path | None = typer.Option(
+        None, "--input", help="JSONL of query records with an 'answer' each (see README)."
+    ),
+    output: Path | None = typer.Option(None, "--output", help="Where --input's scored lines go."),
+    force: bool = typer.Option(False, "--force", help="Drop existing verdicts and verify again."),
+    shard: str = typer.Option("0/1", "--shard", help="i/N: the shard of a sharded run to verify."),
+    teacher: str | None = typer.Option(None, "--teacher", help="Only this teacher's attempts."),
+    workers: int | None = typer.Option(
+        None, "--workers", min=1, help="Worker processes (default: one per core)."
+    ),
+    math_timeout: int = typer.Option(
+        5, "--math-timeout", min=1, help="Seconds per Math-Verify step (--input only)."
+    ),
+    judge_endpoint: str | None = typer.Option(
+        None, "--judge-endpoint", help="Judge URL for chat/general (--input only)."
+    ),
+    judge_model: str | None = typer.Option(None, "--judge-model", help="Judge model name."),
+    judge_key_env: str | None = typer.Option(
+        None, "--judge-key-env", help="Variable holding the judge endpoint's own key."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable summary."),
+) -> None:
+    """Score answers 0..1: a run's stored attempts, or --input answers made elsewhere."""
+    from hubtools.errors import UsageError
+    from hubtools.verify import JudgeConfig, VerifyConfig
+    from hubtools.verify import verify as run_verify
+
+    try:
+        index, count = (int(part) for part in shard.split("/"))
+    except ValueError:
+        raise UsageError(f"--shard must look like i/N, got {shard!r}") from None
+    judge_flags = judge_endpoint or judge_model or judge_key_env
+    config = None
+    if input is not None:
+        judge = None
+        if judge_flags:
+            if not (judge_endpoint and judge_model):
+                raise UsageError("--judge-endpoint and --judge-model go together")
+            judge = JudgeConfig(judge_endpoint, judge_model, api_key_env=judge_key_env)
+        config = VerifyConfig(math_timeout_s=math_timeout, judge=judge, workers=workers)
+    elif judge_flags or math_timeout != 5:
+        raise UsageError(
+            "a run verifies with the verify: settings frozen in its run.yaml; "
+            "--judge-* and --math-timeout are for --input"
+        )
+    result = run_verify(
+        run, input=input, output=output, force=force, shard=(index, count), teacher=teacher,
+        config=config, workers=workers,
+    )  # fmt: skip
+    print(json.dumps(result.to_dict(), indent=2) if as_json else result)
+
+
 def main() -> None:
     try:
         app()

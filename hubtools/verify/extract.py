@@ -1,0 +1,133 @@
+"""Finding the answer in a response: the final-answer part, boxed values, stated answers, letters.
+
+Verification is only as strict as its extraction. A reasoning trace mentions many
+numbers; crediting "the last number in the text" rewards answers that were never
+given. So extraction here accepts only what a response presents as its answer:
+``\\boxed{...}`` (or ``\\fbox{...}``), or an explicit statement ("The final answer
+is X", "Answer: X"). Everything that follows works on the final-answer part only:
+the text after ``</think>``, inside ``<answer>...</answer>`` when present.
+
+Written here rather than taken from Math-Verify because Math-Verify's extraction
+deliberately falls back to any number or LaTeX span anywhere in the text; its
+parser is still what turns the extracted string into a value (see ``math.py``).
+"""
+
+from __future__ import annotations
+
+import re
+
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+_ANSWER_TAG = re.compile(r"<answer>(.*?)(?:</answer>|\Z)", re.DOTALL | re.IGNORECASE)
+_BOX = re.compile(r"\\(?:boxed|fbox)\s*\{")
+# "The final answer is X", "Final answer: X", "Answer: X", "**Answer:** X", "the answer is X".
+_STATED = re.compile(
+    r"(?:final\s+answer(?:\s+is)?|(?<![a-z])answer\s*(?:is\b|:))"
+    r"\s*(?:\*\*)?\s*:?\s*(?:\*\*)?[ \t]*(?P<value>[^\n]*)",
+    re.IGNORECASE,
+)
+_HOPE = re.compile(r"\.?\s*I hope it is correct\.?\s*$", re.IGNORECASE)
+
+
+def split_think(text: str) -> tuple[str | None, str]:
+    """``(think, answer)`` by vLLM's rule: drop one leading ``<think>``; split at the first
+    ``</think>``; a ``<think>`` that is never closed means all reasoning, no answer."""
+    stripped = text.lstrip()
+    opened = stripped.startswith(THINK_OPEN)
+    if opened:
+        stripped = stripped[len(THINK_OPEN) :]
+    head, closed, tail = stripped.partition(THINK_CLOSE)
+    if closed:
+        return head.strip(), tail.strip()
+    if opened:
+        return stripped.strip(), ""  # truncated inside the reasoning: there is no answer
+    return None, text.strip()
+
+
+def final_answer(text: str) -> str:
+    """The part of a response that is verified: after ``</think>``, inside ``<answer>`` tags."""
+    _, answer = split_think(text)
+    tagged = _ANSWER_TAG.findall(answer)
+    if tagged:
+        return tagged[-1].strip()
+    return answer
+
+
+def boxed(text: str) -> list[str]:
+    """The contents of every ``\\boxed{...}`` / ``\\fbox{...}``, braces balanced, in order."""
+    found = []
+    for match in _BOX.finditer(text):
+        depth, start = 1, match.end()
+        for i in range(start, len(text)):
+            if text[i] == "{" and text[i - 1] != "\\":
+                depth += 1
+            elif text[i] == "}" and text[i - 1] != "\\":
+                depth -= 1
+                if depth == 0:
+                    found.append(text[start:i].strip())
+                    break
+    return [content for content in found if content]
+
+
+def stated_answer(text: str) -> str | None:
+    """The value of the last explicit answer statement ("The final answer is X", "Answer: X"),
+    up to the end of its line, or None when the response states no answer."""
+    values = [m.group("value") for m in _STATED.finditer(text)]
+    values = [_clean_statement(v) for v in values]
+    values = [v for v in values if v]
+    return values[-1] if values else None
+
+
+def _clean_statement(value: str) -> str:
+    value = _HOPE.sub("", value.strip())
+    value = value.strip().strip("*").strip().rstrip(".").strip()
+    if value.startswith("$") and value.endswith("$") and len(value) > 1:
+        value = value.strip("$").strip()
+    return value
+
+
+# -- multiple choice -----------------------------------------------------------------------
+
+_LETTER = r"\(?\s*(?:\\text\{)?\s*\(?(?P<letter>[A-J])\)?\s*\}?\s*\)?"
+_CHOICE_STATEMENTS = [
+    # "The correct option is D", "the correct answer is (B)", "Answer: C", "answer is C"
+    re.compile(
+        r"(?:correct\s+(?:option|answer|choice)|final\s+answer|answer|option|choice)"
+        r"\s*(?:is|:|=)?\s*(?:\*\*)?\s*:?\s*(?:option\s+|choice\s+)?" + _LETTER + r"(?![A-Za-z])",
+        re.IGNORECASE,
+    ),
+]
+_LONE_LETTER = re.compile(r"^\s*(?:\*\*)?\(?(?P<letter>[A-J])\)?(?:\*\*)?[.:)]?\s*$")
+_PAREN_LETTER = re.compile(r"(?<![A-Za-z0-9])\((?P<letter>[A-J])\)(?![A-Za-z0-9])")
+
+
+def choice_letters(text: str, letters: str = "ABCDEFGHIJ") -> list[str]:
+    """The option letters a response gives as its answer, most explicit form first:
+    boxed (``\\boxed{B}``, ``\\boxed{\\text{(B)}}``), then stated ("Answer: C", "The correct
+    option is D"), then a response that is only a letter or a single ``(B)``.
+
+    Returns every distinct letter of the most explicit form found, so the caller can treat
+    two different answers as hedging. Statements are case-sensitive on the letter itself
+    (the article "a" is not option A).
+    """
+    allowed = set(letters)
+    box_letters = []
+    for content in boxed(text):
+        match = re.fullmatch(r"\s*" + _LETTER + r"\s*", content)
+        if match and match.group("letter") in allowed:
+            box_letters.append(match.group("letter"))
+    if box_letters:
+        return _distinct(box_letters)
+    for pattern in _CHOICE_STATEMENTS:
+        found = [m.group("letter") for m in pattern.finditer(text)]
+        found = [letter for letter in found if letter in allowed]
+        if found:
+            return [found[-1]]  # the last statement is the conclusion
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    if lines and (match := _LONE_LETTER.match(lines[-1])) and match.group("letter") in allowed:
+        return [match.group("letter")]
+    found = _distinct(m.group("letter") for m in _PAREN_LETTER.finditer(text))
+    return [letter for letter in found if letter in allowed]  # several: hedging
+
+
+def _distinct(items) -> list[str]:
+    return list(dict.fromkeys(items))
