@@ -22,7 +22,7 @@ from pathlib import Path
 from hubtools.verify.base import SandboxConfig
 from hubtools.verify.code.formats import StdioCases
 from hubtools.verify.code.results import CaseResult, run_stdio
-from hubtools.verify.code.sandbox import Box, Limits, Sandbox
+from hubtools.verify.code.sandbox import SANDBOX_UID, Box, Limits, Sandbox, reachable
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,12 @@ _BUILT: dict[tuple, Path | None] = {}  # per process: PCH directory, None when u
 
 
 def pch_cache_root() -> Path:
+    """$HUBTOOLS_PCH_DIR, else the user's cache dir; root's is /var/cache, which the sandbox's
+    uid can read (root's home is closed to it)."""
+    if os.environ.get("HUBTOOLS_PCH_DIR"):
+        return Path(os.environ["HUBTOOLS_PCH_DIR"])
+    if os.geteuid() == 0:
+        return Path("/var/cache/hubtools/pch")
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "hubtools" / "pch"
 
@@ -88,6 +94,9 @@ def _ensure_pch(cxx: str, flags: tuple[str, ...], root: Path) -> Path | None:
             path.chmod(0o755)  # the sandbox's uid reads it
     except (OSError, subprocess.SubprocessError) as e:
         log.warning("no precompiled header for %s (%s); C++ compiles will be slower", cxx, e)
+        return None
+    if not reachable(gch):
+        log.warning("no precompiled header: uid %d cannot read %s", SANDBOX_UID, gch)
         return None
     return directory
 

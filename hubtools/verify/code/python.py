@@ -21,7 +21,7 @@ from hubtools.errors import UsageError
 from hubtools.verify.base import SandboxConfig
 from hubtools.verify.code.formats import PythonCases, StdioCases
 from hubtools.verify.code.results import CaseResult, run_stdio
-from hubtools.verify.code.sandbox import Box, Limits, Sandbox
+from hubtools.verify.code.sandbox import SANDBOX_UID, Box, Limits, Sandbox, reachable
 
 DEFAULT_PYTHON = "/usr/bin/python3"
 _PACKAGE = files("hubtools.verify.code")
@@ -63,6 +63,8 @@ class PythonRunner:
         python = self.python
         if self.sandbox.sandboxed and not real.is_relative_to("/usr"):
             prefix = real.parent.parent  # .../bin/python3.x -> the installation prefix
+            if not reachable(real):
+                raise UsageError(f"sandbox Python {real} is not readable by uid {SANDBOX_UID}")
             python = str(
                 Path(self.sandbox.bind(box, str(prefix), prefix)) / real.relative_to(prefix)
             )

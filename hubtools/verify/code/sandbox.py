@@ -11,9 +11,9 @@ per user namespace), and a wall clock kills the whole process group.
 
 When hubtools runs as root, bwrap itself is started as `nobody` (65534): the
 kernel does not enforce RLIMIT_NPROC for root's processes, and a sandboxed
-process that is root on the host owns every root-owned file it can see. The
-directories bound into the sandbox are passed as open file descriptors
-(`--ro-bind-fd`), so `nobody` needs no access to the paths above them.
+process that is root on the host owns every root-owned file it can see. So
+everything bound into the sandbox must then be reachable by `nobody` (boxes
+live in the system temp dir, the C++ header cache in /var/cache).
 """
 
 from __future__ import annotations
@@ -194,11 +194,10 @@ class Sandbox:
         sandboxed = self.sandboxed
         if writable and os.geteuid() == 0:
             os.chown(box.host, SANDBOX_UID, SANDBOX_UID)  # nobody writes the compiler's output
-        fds: list[int] = []
+        scratch = None
         try:
             if sandboxed:
-                cmd = self._bwrap_argv(box, limits, writable, fds)
-                scratch = None
+                cmd = self._bwrap_argv(box, limits, writable)
             else:
                 log.warning(
                     "RUNNING MODEL CODE WITHOUT A SANDBOX (verify.code.allow_unsandboxed): "
@@ -206,23 +205,26 @@ class Sandbox:
                 )
                 cmd, scratch = [], tempfile.mkdtemp(prefix="hubtools-scratch-")
             cmd += limits.prlimit_args() + list(argv)
-            return _execute(cmd, stdin, limits, fds, sandboxed, cwd=scratch)
+            return _execute(cmd, stdin, limits, sandboxed, cwd=scratch)
         finally:
-            for fd in fds:
-                os.close(fd)
-            if not sandboxed and scratch:
+            if scratch:
                 shutil.rmtree(scratch, ignore_errors=True)
 
-    def _bwrap_argv(self, box: Box, limits: Limits, writable: bool, fds: list[int]) -> list[str]:
-        def path_fd(path: Path) -> str:
-            fds.append(os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC))
-            return str(fds[-1])
-
+    def _bwrap_argv(self, box: Box, limits: Limits, writable: bool) -> list[str]:
         argv = [self.bwrap, *_BASE_FLAGS, "--size", str(limits.fsize_mb << 20), "--tmpfs", "/tmp"]
-        argv += ["--bind-fd" if writable else "--ro-bind-fd", path_fd(box.host), BOX]
+        argv += ["--bind" if writable else "--ro-bind", str(box.host), BOX]
         for inside, host in box.binds.items():
-            argv += ["--ro-bind-fd", path_fd(host), inside]
+            argv += ["--ro-bind", str(host), inside]
         return argv + ["--remount-ro", "/dev", "--remount-ro", "/", "--chdir", "/tmp", "--"]
+
+
+def reachable(path: Path) -> bool:
+    """Whether the sandbox's uid can reach `path` (when we are root, bwrap runs as that uid)."""
+    if os.geteuid() != 0:
+        return True  # bwrap runs as us
+    path = path.resolve()
+    need = 0o005 if path.is_dir() else 0o004  # others may list a dir, read a file
+    return path.stat().st_mode & need == need and all(p.stat().st_mode & 1 for p in path.parents)
 
 
 def _system_view() -> list[str]:
@@ -259,18 +261,17 @@ def _probe(sandbox: Sandbox) -> str | None:
         return "bubblewrap (bwrap) is not installed"
     if not Path(PRLIMIT).exists():
         return f"{PRLIMIT} (util-linux) is missing"
+    if not reachable(Path(tempfile.gettempdir())):
+        return f"the temp dir {tempfile.gettempdir()} is not reachable by uid {SANDBOX_UID}"
     limits = Limits(wall_s=10, cpu_s=5, memory_mb=256)
-    fds: list[int] = []
     host = Path(tempfile.mkdtemp(prefix="hubtools-probe-"))
     try:
         host.chmod(0o755)
-        argv = sandbox._bwrap_argv(Box(host, BOX), limits, False, fds)
-        result = _execute(argv + limits.prlimit_args() + ["/bin/true"], b"", limits, fds, True)
+        argv = sandbox._bwrap_argv(Box(host, BOX), limits, False)
+        result = _execute(argv + limits.prlimit_args() + ["/bin/true"], b"", limits, True)
     except OSError as e:
         return f"bwrap could not start ({e})"
     finally:
-        for fd in fds:
-            os.close(fd)
         shutil.rmtree(host, ignore_errors=True)
     if result.returncode != 0:
         detail = result.stderr.strip().splitlines()[-1:] or [result.status()]
@@ -279,9 +280,8 @@ def _probe(sandbox: Sandbox) -> str | None:
 
 
 def _execute(
-    cmd: list[str], stdin: bytes, limits: Limits, fds: list[int], sandboxed: bool,
-    cwd: str | None = None,
-) -> RunResult:  # fmt: skip
+    cmd: list[str], stdin: bytes, limits: Limits, sandboxed: bool, cwd: str | None = None
+) -> RunResult:
     """Start cmd in its own process group, feed stdin, collect capped output, enforce the clock."""
     drop = os.geteuid() == 0 and sandboxed
     stdin_fd = os.memfd_create("stdin", os.MFD_CLOEXEC)  # no pipe to deadlock on
@@ -293,7 +293,7 @@ def _execute(
         start = time.monotonic()
         proc = subprocess.Popen(
             cmd, stdin=stdin_fd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            pass_fds=fds, env=dict(ENV), cwd=cwd, start_new_session=True,
+            env=dict(ENV), cwd=cwd, start_new_session=True,
             user=SANDBOX_UID if drop else None, group=SANDBOX_UID if drop else None,
             extra_groups=[] if drop else None,
         )  # fmt: skip
