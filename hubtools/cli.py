@@ -90,6 +90,30 @@ def queries_add(
     print(add(file, run, category=category, source=source))
 
 
+@app.command("generate")
+def generate(
+    run: Path = typer.Argument(..., help="Run directory holding the queries."),
+    config: Path = typer.Option(..., "--config", help="run.yaml naming the teachers."),
+    shard: str | None = typer.Option(None, "--shard", help="Only shard i of N, as i/N."),
+    executor: str = typer.Option("local", "--executor", help="local, or ray for all shards."),
+    shards: int | None = typer.Option(None, "--shards", help="Shard count for --executor ray."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+) -> None:
+    """Ask every teacher every query until its answer verifies; resumable after any crash."""
+    from hubtools.teachers import generate as run_generate
+
+    summaries = run_generate(
+        run, config, shard=shard, executor=executor, shards=shards, progress=not quiet
+    )
+    if as_json:
+        print(json.dumps([s.to_dict() for s in summaries], indent=2))
+    else:
+        print("\n".join(str(s) for s in summaries))
+    if not all(s.ok for s in summaries):
+        raise typer.Exit(3)
+
+
 @app.command("demo")
 def demo(
     root: Path | None = typer.Option(

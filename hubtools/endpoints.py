@@ -37,9 +37,57 @@ def endpoint_key(url: str, api_key_env: str | None) -> str | None:
     return None if is_hf_host(url) else NO_KEY
 
 
-def make_client(url: str, *, api_key_env: str | None = None, timeout: float | None = None):
+_pool_size = 0
+
+
+def _ensure_connection_pool(connections: int) -> None:
+    """Let thousands of requests be in flight: httpx's default pool holds 100 connections.
+
+    hubtools bounds concurrency itself (per-endpoint limiters), so the pool only has to
+    be large enough; huggingface_hub builds each async client from this factory.
+    """
+    global _pool_size
+    if connections <= _pool_size:
+        return
+    import httpx2
+    from huggingface_hub import set_async_client_factory
+    from huggingface_hub.utils import _http
+
+    _pool_size = connections
+    hooks = {
+        "request": [h for h in [getattr(_http, "async_hf_request_event_hook", None)] if h],
+        "response": [h for h in [getattr(_http, "async_hf_response_event_hook", None)] if h],
+    }
+    limits = httpx2.Limits(max_connections=connections, max_keepalive_connections=connections)
+    set_async_client_factory(
+        lambda: httpx2.AsyncClient(
+            event_hooks=hooks, follow_redirects=True, timeout=None, limits=limits
+        )
+    )
+    _raise_open_files_limit(connections + 256)
+
+
+def _raise_open_files_limit(wanted: int) -> None:
+    """Each connection is a file descriptor; 1024 is a common soft limit."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, target), hard))
+
+
+def make_client(
+    url: str,
+    *,
+    api_key_env: str | None = None,
+    timeout: float | None = None,
+    max_connections: int = 100,
+):
     """An `AsyncInferenceClient` for one endpoint, with the right credential and no leaks."""
     from huggingface_hub import AsyncInferenceClient
+
+    _ensure_connection_pool(max_connections)
 
     parsed = urlparse(url)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:

@@ -1,0 +1,156 @@
+"""One teacher endpoint: a request per (query, attempt), and what its failures mean.
+
+Requests go through huggingface_hub's `AsyncInferenceClient` (built by
+`hubtools.endpoints`, so the HF token never reaches a third-party server):
+`/v1/chat/completions` for TGI, vLLM and SGLang, or TGI's native `/generate`
+with the chat template applied here. Every attempt carries its own seed, so a
+re-ask is a new sample and a re-sent unfinished request is the same one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from hubtools.endpoints import make_client
+from hubtools.records import Query
+from hubtools.teachers.config import Sampling, TeacherConfig
+from hubtools.teachers.reasoning import field_reasoning, split_reasoning
+
+
+def attempt_seed(query_id: str, teacher: str, attempt: int) -> int:
+    """A stable 31-bit seed per (query, teacher, attempt): new attempts differ, resends repeat."""
+    digest = hashlib.blake2b(f"{query_id}:{teacher}:{attempt}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") & 0x7FFFFFFF
+
+
+@dataclass(slots=True)
+class Completion:
+    text: str
+    think: str | None
+    answer: str | None
+    finish_reason: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    model: str | None
+    latency_s: float
+
+    @property
+    def truncated(self) -> bool:
+        return self.finish_reason == "length" or (self.think is not None and self.answer is None)
+
+
+class TeacherClient:
+    def __init__(self, config: TeacherConfig, sampling: Sampling, system_prompt: str | None):
+        self.config, self.sampling, self.system_prompt = config, sampling, system_prompt
+        self.client = make_client(
+            config.endpoint, api_key_env=config.api_key_env, timeout=config.request_timeout_s,
+            max_connections=config.max_concurrency + 16,
+        )  # fmt: skip
+        self._template = None
+
+    def messages(self, query: Query) -> list[dict[str, str]]:
+        turns = [dict(m) for m in query.messages]
+        if self.system_prompt and turns[0]["role"] != "system":
+            turns.insert(0, {"role": "system", "content": self.system_prompt})
+        return turns
+
+    def params(self, query: Query, attempt: int) -> dict[str, Any]:
+        """Request parameters, recorded with each attempt."""
+        s = self.sampling
+        params = {
+            "model": self.config.model, "temperature": s.temperature, "top_p": s.top_p,
+            "max_tokens": s.max_tokens, "seed": attempt_seed(query.query_id, self.config.name,
+                                                             attempt),
+        }  # fmt: skip
+        if s.stop:
+            params["stop"] = list(s.stop)
+        if s.extra_body:
+            params["extra_body"] = dict(s.extra_body)
+        return params
+
+    async def max_concurrent_requests(self) -> int | None:
+        """TGI's advertised admission limit (`/info`), to start below its 429 threshold."""
+        try:
+            info = await self.client.get_endpoint_info()
+        except Exception:  # vLLM and SGLang have no /info: not an error
+            return None
+        value = info.get("max_concurrent_requests") if isinstance(info, dict) else None
+        return value if isinstance(value, int) and value > 0 else None
+
+    async def complete(self, query: Query, params: dict[str, Any]) -> Completion:
+        start = time.monotonic()
+        if self.config.protocol == "tgi":
+            return await self._generate(query, params, start)
+        if self.config.stream:
+            return await self._chat_stream(query, params, start)
+        out = await self.client.chat_completion(self.messages(query), **params)
+        choice = out.choices[0]
+        message = choice.message
+        content = message.content or ""
+        split = split_reasoning(content, field_reasoning(message))
+        usage = out.usage
+        return Completion(
+            text=content, think=split.think, answer=split.answer,
+            finish_reason=choice.finish_reason,
+            prompt_tokens=getattr(usage, "prompt_tokens", None),
+            completion_tokens=getattr(usage, "completion_tokens", None),
+            model=out.model, latency_s=time.monotonic() - start,
+        )  # fmt: skip
+
+    async def _chat_stream(self, query: Query, params: dict[str, Any], start: float) -> Completion:
+        content, reasoning, finish, model, usage, chunks = [], [], None, None, None, 0
+        stream = await self.client.chat_completion(
+            self.messages(query), stream=True, stream_options={"include_usage": True}, **params
+        )
+        async for chunk in stream:
+            model = chunk.model or model
+            if chunk.usage:
+                usage = chunk.usage
+            for choice in chunk.choices or []:
+                delta = choice.delta
+                if delta.content:
+                    content.append(delta.content)
+                    chunks += 1
+                if piece := field_reasoning(delta):
+                    reasoning.append(piece)
+                    chunks += 1
+                finish = choice.finish_reason or finish
+        text = "".join(content)
+        split = split_reasoning(text, "".join(reasoning) or None)
+        return Completion(
+            text=text, think=split.think, answer=split.answer, finish_reason=finish,
+            prompt_tokens=getattr(usage, "prompt_tokens", None),
+            completion_tokens=getattr(usage, "completion_tokens", None) or chunks,
+            model=model, latency_s=time.monotonic() - start,
+        )  # fmt: skip
+
+    def _render(self, query: Query) -> str:
+        if self._template is None:
+            from transformers import AutoTokenizer
+
+            self._template = AutoTokenizer.from_pretrained(self.config.chat_template)
+        return self._template.apply_chat_template(
+            self.messages(query), tokenize=False, add_generation_prompt=True
+        )
+
+    async def _generate(self, query: Query, params: dict[str, Any], start: float) -> Completion:
+        prompt = self._render(query)
+        out = await self.client.text_generation(
+            prompt, details=True, max_new_tokens=params["max_tokens"],
+            temperature=params["temperature"] or None,
+            top_p=params["top_p"] if params["top_p"] < 1 else None,
+            do_sample=params["temperature"] > 0, seed=params["seed"], stop=params.get("stop"),
+        )  # fmt: skip
+        details = out.details
+        split = split_reasoning(out.generated_text)
+        finish = {"eos_token": "stop", "stop_sequence": "stop"}.get(
+            details.finish_reason, details.finish_reason
+        )
+        return Completion(
+            text=out.generated_text, think=split.think, answer=split.answer, finish_reason=finish,
+            prompt_tokens=None, completion_tokens=details.generated_tokens,
+            model=self.config.model, latency_s=time.monotonic() - start,
+        )  # fmt: skip

@@ -1,0 +1,55 @@
+"""Shards as Ray tasks, for runs larger than one machine.
+
+Each task runs the same `generate_shard` as the local executor, on its own
+shard database, so the store never sees two writers; `hubtools build` merges
+the shards. The run directory must be on storage every Ray node sees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections import Counter
+from pathlib import Path
+
+from hubtools.errors import UsageError
+from hubtools.teachers.progress import GenerateSummary
+from hubtools.teachers.runner import TeacherStats
+
+
+def _shard_task(run: str, config_path: str, i: int, n: int) -> dict:
+    import yaml
+
+    from hubtools.teachers.config import GenerateConfig
+    from hubtools.teachers.generate import generate_shard
+
+    config = GenerateConfig.load(Path(config_path))
+    raw = yaml.safe_load(Path(config_path).read_text())
+    summary = asyncio.run(generate_shard(Path(run), config, raw.get("verify"), (i, n), False))
+    return summary.to_dict()
+
+
+def _summary(data: dict) -> GenerateSummary:
+    teachers = []
+    for t in data["teachers"]:
+        stats = TeacherStats(**{k: v for k, v in t.items() if not k.endswith("by_category")})
+        stats.passed_by_category = Counter(t["passed_by_category"])
+        stats.done_by_category = Counter(t["done_by_category"])
+        teachers.append(stats)
+    return GenerateSummary(data["run"], tuple(data["shard"]), data["seconds"], teachers)
+
+
+def run_on_ray(run: Path, config_path: Path, shards: int) -> list[GenerateSummary]:
+    """Run every shard as a Ray task on a local or existing cluster (RAY_ADDRESS)."""
+    try:
+        import ray
+    except ImportError:
+        raise UsageError("--executor ray needs Ray: pip install 'hubtools[ray]'") from None
+    if shards < 1:
+        raise UsageError("--shards must be >= 1")
+    ray.init(address=os.environ.get("RAY_ADDRESS"), ignore_reinit_error=True,
+             log_to_driver=False)  # fmt: skip
+    task = ray.remote(_shard_task)
+    refs = [task.remote(str(Path(run).resolve()), str(Path(config_path).resolve()), i, shards)
+            for i in range(shards)]  # fmt: skip
+    return [_summary(d) for d in ray.get(refs)]

@@ -1,0 +1,111 @@
+"""`hubtools generate`: every teacher, every query of a shard, until verified.
+
+Teachers run concurrently on one event loop and share the verification pool
+and the store writer; each has its own endpoint client and concurrency limit,
+so a slow or dead endpoint never holds the others back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+from hubtools.errors import UsageError
+from hubtools.run import Run
+from hubtools.teachers.config import GenerateConfig
+from hubtools.teachers.progress import GenerateSummary, Progress
+from hubtools.teachers.runner import TeacherRunner
+from hubtools.teachers.writer import StoreWriter
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """`i/N` -> (i, N), with a message that says what is wrong."""
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise UsageError(f"--shard must look like i/N (e.g. 0/8), got {text!r}") from None
+    if not 0 <= i < n:
+        raise UsageError(f"--shard {text}: need 0 <= i < N")
+    return i, n
+
+
+def frozen_sections(config: GenerateConfig, raw: dict[str, Any]) -> dict[str, Any]:
+    """What run.yaml freezes: everything that shapes the data, not where endpoints live.
+
+    One section per teacher, so teachers can be added to a run later, but a teacher's
+    model, sampling or prompts never change under it. `verify` is frozen too.
+    """
+    sections: dict[str, Any] = {}
+    for t in config.teachers:
+        sampling = config.sampling_for(t)
+        sections[f"teacher:{t.name}"] = {
+            "model": t.model, "protocol": t.protocol, "chat_template": t.chat_template,
+            "sampling": {k: getattr(sampling, k) for k in sampling.__slots__},
+            "system_prompt": config.system_prompt, "max_attempts": config.max_attempts,
+            "threshold": config.threshold,
+        }  # fmt: skip
+    sections["verify"] = raw.get("verify") or {}
+    return sections
+
+
+async def generate_shard(
+    run_path: Path,
+    config: GenerateConfig,
+    verify_config: dict[str, Any] | None = None,
+    shard: tuple[int, int] = (0, 1),
+    progress: bool = True,
+) -> GenerateSummary:
+    from hubtools.verify.base import VerifyConfig
+    from hubtools.verify.pool import VerifyPool
+
+    run = Run.open(run_path)
+    start = time.monotonic()
+    bars = Progress([t.name for t in config.teachers], enabled=progress)
+    writer = StoreWriter(run, shard)
+    await writer.start()
+    async with VerifyPool(VerifyConfig.from_dict(verify_config)) as pool:
+
+        async def verify(query, text):
+            score = await pool.verify_async(query, text)
+            return pool.verifier(query.category).name, score
+
+        runners = [
+            TeacherRunner(t, config, run, shard, writer, verify, on_progress=bars)
+            for t in config.teachers
+        ]
+        try:
+            stats = await asyncio.gather(*(r.distil() for r in runners))
+        finally:
+            await writer.close()
+            bars.close()
+    return GenerateSummary(str(run.path), shard, time.monotonic() - start, list(stats))
+
+
+def generate(
+    run: Path,
+    config_path: Path,
+    *,
+    shard: str | None = None,
+    executor: str = "local",
+    shards: int | None = None,
+    progress: bool = True,
+) -> list[GenerateSummary]:
+    """Distil every query of the run (or of one shard) from every configured teacher."""
+    import yaml
+
+    config = GenerateConfig.load(config_path)
+    raw = yaml.safe_load(Path(config_path).read_text())
+    Run.create(run, frozen_sections(config, raw))  # refuses a changed config, says what changed
+    if executor == "ray":
+        from hubtools.teachers.executors import run_on_ray
+
+        return run_on_ray(run, config_path, shards or 1)
+    if executor != "local":
+        raise UsageError(f"--executor must be 'local' or 'ray', got {executor!r}")
+    if shards is not None:
+        raise UsageError("--shards is for --executor ray; run one shard here with --shard i/N")
+    selected = parse_shard(shard) if shard else (0, 1)
+    summary = asyncio.run(generate_shard(run, config, raw.get("verify"), selected, progress))
+    return [summary]
