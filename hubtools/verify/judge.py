@@ -11,11 +11,11 @@ The judge's verdict is parsed from its final answer (``<think>`` removed): the l
 object with the rubric's keys, else a "Score: 7/10" / "Rating: [[7]]" line. A verdict
 that does not parse scores 0 with the raw text in the details; it is not an error.
 
-The client is huggingface_hub's ``AsyncInferenceClient``, as for the teachers. It sends
-the locally saved Hugging Face token to *any* URL when it gets no key (an empty key
-included), so the judge always passes one: the endpoint's own, read from the variable
-named by ``api_key_env``, or the placeholder ``EMPTY`` (the usual value for keyless
-vLLM/SGLang servers). A Hugging Face token only goes out if ``api_key_env`` names it.
+The client is huggingface_hub's ``AsyncInferenceClient``, built by
+``hubtools.endpoints.make_client`` exactly as for the teachers: the endpoint's own key
+from the variable named by ``api_key_env``, the keyless placeholder ``EMPTY`` for
+third-party servers without one, so the user's Hugging Face token never reaches a
+judge that is not Hugging Face's.
 
 Transport errors (connection failures, timeouts, 408/429/5xx) are retried with
 exponential backoff; when retries run out the score is 0 with ``details["retryable"]``
@@ -26,17 +26,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 from dataclasses import dataclass
 from typing import Any
 
+from hubtools.endpoints import make_client
 from hubtools.errors import UsageError
 from hubtools.records import Category, Query
-from hubtools.verify.base import JudgeConfig, Score, Verifier, VerifyConfig, register
+from hubtools.verify.base import Score, Verifier, VerifyConfig, register
 from hubtools.verify.extract import final_answer
 
-NO_KEY = "EMPTY"
 RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 _RAW_SHOWN = 500
 
@@ -133,19 +132,6 @@ def _json_ratings(text: str, keys: tuple[str, ...]) -> dict[str, float] | None:
     return found
 
 
-def endpoint_key(config: JudgeConfig) -> str:
-    """The key to send: the endpoint's own (from ``api_key_env``) or the keyless placeholder."""
-    if not config.api_key_env:
-        return NO_KEY
-    key = os.environ.get(config.api_key_env)
-    if not key:
-        raise UsageError(
-            f"the judge's key variable {config.api_key_env} is not set; export it, or drop "
-            "verify.judge.api_key_env for an endpoint without a key"
-        )
-    return key
-
-
 class JudgeVerifier(Verifier):
     """Scores an answer by asking an LLM judge (see the module docstring)."""
 
@@ -162,21 +148,23 @@ class JudgeVerifier(Verifier):
             )
         self.judge, self.rubric = config.judge, rubric
         self.retries, self.backoff_s = retries, backoff_s
-        self._key = endpoint_key(config.judge)
-        self._client: Any = None
+        self._client: Any = self._new_client()  # checks the URL and the key now, not mid-run
         self._limit: asyncio.Semaphore | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
+    def _new_client(self) -> Any:
+        return make_client(
+            self.judge.endpoint, api_key_env=self.judge.api_key_env,
+            timeout=self.judge.timeout_s, max_connections=max(1, self.judge.max_concurrency),
+        )  # fmt: skip
+
     def _bind(self) -> tuple[Any, asyncio.Semaphore]:
         """A client and a concurrency limit for the running loop (both belong to one loop)."""
-        from huggingface_hub import AsyncInferenceClient
-
         loop = asyncio.get_running_loop()
         if self._loop is not loop:
+            if self._loop is not None or self._client is None:
+                self._client = self._new_client()
             self._loop = loop
-            self._client = AsyncInferenceClient(
-                model=self.judge.endpoint, api_key=self._key, timeout=self.judge.timeout_s
-            )
             self._limit = asyncio.Semaphore(max(1, self.judge.max_concurrency))
         assert self._limit is not None
         return self._client, self._limit
@@ -184,7 +172,8 @@ class JudgeVerifier(Verifier):
     async def aclose(self) -> None:
         if self._client is not None and self._loop is asyncio.get_running_loop():
             await self._client.close()
-        self._client = self._loop = self._limit = None
+        if self._loop is not None:
+            self._client = self._loop = self._limit = None
 
     async def averify(self, query: Query, answer: str) -> Score:
         client, limit = self._bind()
@@ -206,23 +195,26 @@ class JudgeVerifier(Verifier):
         self, client: Any, messages: list[dict[str, str]], details: dict[str, Any]
     ) -> str | None:
         """The judge's reply text; None (with the error in ``details``) when it never came."""
+        error = ""
         for attempt in range(self.retries + 1):
+            if attempt:
+                await asyncio.sleep(self.backoff_s * 2 ** (attempt - 1))
             try:
                 out = await client.chat_completion(
                     messages, model=self.judge.model, temperature=self.judge.temperature,
                     max_tokens=self.judge.max_tokens,
                 )  # fmt: skip
-                return out.choices[0].message.content or ""
             except Exception as err:  # the client raises httpx2, HfHubHTTPError and its own
                 status = getattr(getattr(err, "response", None), "status_code", None)
-                retry = status is None or status in RETRY_STATUS
-                details["error"] = f"judge request failed: {_describe(err, status)}"
-                if not retry:
+                error = f"judge request failed: {_describe(err, status)}"
+                if status is not None and status not in RETRY_STATUS:
+                    details["error"] = error  # a request the endpoint will never accept
                     return None
-                if attempt < self.retries:
-                    await asyncio.sleep(self.backoff_s * 2**attempt)
-        details["retryable"] = True
-        details["error"] += f" (gave up after {self.retries + 1} tries)"
+                continue
+            if attempt:
+                details["retries"] = attempt
+            return out.choices[0].message.content or ""
+        details.update(error=f"{error} (gave up after {self.retries + 1} tries)", retryable=True)
         return None
 
     def verify(self, query: Query, answer: str) -> Score:

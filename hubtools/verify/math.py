@@ -28,6 +28,7 @@ from __future__ import annotations
 import functools
 import re
 import threading
+import time
 from typing import Any
 
 from hubtools.errors import UsageError
@@ -129,9 +130,14 @@ def check_math(reference: str, answer: str, timeout_s: int) -> Score:
         details["reason"] = "the final answer does not parse as math"
         return Score(0.0, details)
     details["parsed"] = str(target[0])[:_MAX_SHOWN]
+    started = time.monotonic()
     correct = equivalent(gold, target, timeout_s)
     if not correct:
-        details["reason"] = "not equivalent to the reference"
+        timed_out = time.monotonic() - started >= timeout_s  # Math-Verify says False on timeout
+        details["reason"] = (
+            f"comparison timed out after {timeout_s}s" if timed_out
+            else "not equivalent to the reference"
+        )  # fmt: skip
     return Score(1.0 if correct else 0.0, details)
 
 

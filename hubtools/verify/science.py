@@ -24,7 +24,7 @@ from hubtools.verify.extract import choice_letters, stated_answer
 from hubtools.verify.judge import REFERENCE, JudgeVerifier
 from hubtools.verify.math import check_math
 
-_CHOICE = re.compile(r"\s*\(?\s*(?P<letter>[A-J])\s*\)?\.?\s*")
+_CHOICE = re.compile(r"\s*\(?\s*(?P<letter>[A-J])\s*\)?\.?\s*", re.IGNORECASE)
 _MATHY = re.compile(r"\d|\\[a-zA-Z]+")
 
 
@@ -40,7 +40,7 @@ def reference_kind(reference: str) -> str:
 def check_choice(reference: str, answer: str) -> Score:
     match = _CHOICE.fullmatch(reference)
     assert match is not None
-    gold = match.group("letter")
+    gold = match.group("letter").upper()
     letters = choice_letters(answer)
     details: dict[str, Any] = {"kind": "choice", "reference": gold}
     if not letters:

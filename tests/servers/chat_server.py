@@ -105,6 +105,7 @@ class ChatServer:
         self.responder, self.model, self.host = responder, model, host
         self.port = _free_port(host)
         self.requests: list[RecordedRequest] = []
+        self.in_flight = self.max_in_flight = 0  # chat requests being answered, and the peak
         self._queue: deque[Item] = deque()
         self._lock = threading.Lock()
         self._server: uvicorn.Server | None = None
@@ -202,8 +203,13 @@ class ChatServer:
             error = {"message": "body must be a JSON object with 'messages'", "type": "invalid"}
             return JSONResponse({"error": error}, status_code=400)
         item = self._next(body)
-        if item.delay_s:
-            await asyncio.sleep(item.delay_s)
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if item.delay_s:
+                await asyncio.sleep(item.delay_s)
+        finally:
+            self.in_flight -= 1
         stream = bool(body.get("stream"))
         if isinstance(item, Fault) and (item.after_chunks is None or not stream):
             content = item.body if isinstance(item.body, str) else json.dumps(item.body)
