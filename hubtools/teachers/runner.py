@@ -42,6 +42,7 @@ class TeacherStats:
     attempts: int = 0
     retries: int = 0
     in_flight: int = 0
+    concurrency: int = 0  # the adaptive limit when last seen
     prompt_tokens: int = 0
     completion_tokens: int = 0
     started: float = field(default_factory=time.monotonic)
@@ -162,6 +163,7 @@ class TeacherRunner:
 
     def _finish(self, query: Query, outcome: str) -> None:
         s = self.stats
+        s.concurrency = self.limiter.limit
         s.done += 1
         s.done_by_category[query.category.value] += 1
         if outcome == "passed":
@@ -219,6 +221,7 @@ class TeacherRunner:
         if failure:
             for task in list(tasks):
                 task.cancel()
-            self.stats.down = str(failure[0])
         await asyncio.gather(*tasks, return_exceptions=True)
+        if failure:
+            self.stats.down = str(failure[0])
         return self.stats
