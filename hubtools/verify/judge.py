@@ -139,7 +139,7 @@ class JudgeVerifier(Verifier):
 
     def __init__(
         self, config: VerifyConfig, rubric: Rubric = GENERAL, *, retries: int = 3,
-        backoff_s: float = 0.5,
+        backoff_s: float = 0.25,
     ):  # fmt: skip
         if config.judge is None:
             raise UsageError(

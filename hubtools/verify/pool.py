@@ -7,9 +7,11 @@ busy at a small IPC cost. Verifiers that wait on the network (``averify``: the L
 judge, free-form science) run concurrently on the caller's event loop instead, bounded
 by the judge's ``max_concurrency``.
 
-Workers start from a forkserver that has already imported the verifiers: forking the
-caller directly would copy its threads' locks (uvicorn, asyncio, the judge's client)
-mid-use, and spawning would re-import sympy and lm-eval for every worker.
+Workers start from a forkserver that has already imported the verifiers and their
+libraries (``_preload``): forking the caller directly would copy its threads' locks
+(uvicorn, asyncio, the judge's client) mid-use, and spawning would re-import sympy and
+lm-eval for every worker. Like any forkserver or spawn pool, a script that uses it must
+guard its entry point with ``if __name__ == "__main__":``.
 
 ``VerifyPool.verify_async(query, text)`` never blocks the loop, which is what the
 generate stage calls for each finished attempt; ``score_batch`` scores many at once.
@@ -22,6 +24,8 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
@@ -32,7 +36,8 @@ from hubtools.verify.base import Score, Verifier, VerifyConfig, verifier_for
 from hubtools.verify.extract import final_answer
 from hubtools.verify.math import MathThreadError
 
-_PRELOAD = ["hubtools.verify.registry"]
+_PRELOAD = ["hubtools.verify._preload"]
+_OWNER_POLL_S = 1.0
 _worker_config: VerifyConfig | None = None
 _worker_verifiers: dict[Category, Verifier] = {}
 
@@ -58,10 +63,27 @@ async def arun_verifier(verifier: Verifier, query: Query, text: str) -> Score:
     return await verifier.averify(query, answer)
 
 
-def _init_worker(config: dict[str, Any]) -> None:
+def _init_worker(config: dict[str, Any], owner: int) -> None:
     global _worker_config
     _worker_config = VerifyConfig.from_dict(config)
     _worker_verifiers.clear()
+    threading.Thread(target=_exit_with, args=(owner,), name="owner-watch", daemon=True).start()
+
+
+def _exit_with(owner: int) -> None:
+    """End this worker once the pool's owner is gone (killed, not shut down cleanly).
+
+    A worker waits on a queue whose write end it holds itself, and the forkserver lives
+    while any worker does, so without this a SIGKILLed stage leaves both running forever.
+    """
+    while True:
+        time.sleep(_OWNER_POLL_S)
+        try:
+            os.kill(owner, 0)
+        except ProcessLookupError:
+            os._exit(1)
+        except PermissionError:
+            pass  # alive, as another user (pid reuse would need the owner to be gone anyway)
 
 
 def _verify_chunk(items: Sequence[tuple[Query, str]]) -> list[Score]:
@@ -113,7 +135,7 @@ class VerifyPool:
             context.set_forkserver_preload(_PRELOAD)
             self._executor = ProcessPoolExecutor(
                 max_workers=self.workers, mp_context=context, initializer=_init_worker,
-                initargs=(self.config.to_dict(),),
+                initargs=(self.config.to_dict(), os.getpid()),
             )  # fmt: skip
         return self._executor
 

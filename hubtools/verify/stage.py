@@ -102,7 +102,9 @@ def verify(
 ) -> VerifyResult:
     """Verify a run's stored attempts (``run``) or a JSONL file of answers (``input``/``output``).
 
-    ``config`` defaults to the run's ``verify:`` section (run mode) or ``VerifyConfig()``.
+    A run is verified with the ``verify:`` section of its run.yaml (frozen; defaults are
+    frozen on first use); ``config`` (default ``VerifyConfig()``) applies to ``input``.
+    ``workers`` sizes the process pool in both modes.
     """
     if (run is None) == (input is None):
         raise UsageError("give either a RUN directory or --input FILE (with --output FILE)")
@@ -112,9 +114,14 @@ def verify(
         return asyncio.run(
             _verify_file(Path(input), Path(output), config or VerifyConfig(), workers, progress)
         )
+    if config is not None:
+        raise UsageError(
+            "a run verifies with the verify: section of its run.yaml; config= is for --input"
+        )
     opened = Run.open(run)
-    if config is None:
-        config = VerifyConfig.from_dict(opened.config.get("verify"))
+    if "verify" not in opened.config:  # freeze the defaults, as the first stage to use them
+        opened = Run.create(opened.path, {"verify": {}})
+    config = VerifyConfig.from_dict(opened.config["verify"])
     return asyncio.run(_verify_run(opened, shard, teacher, force, config, workers, progress))
 
 
