@@ -18,6 +18,7 @@ live in the system temp dir, the C++ header cache in /var/cache).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import selectors
@@ -27,7 +28,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -285,6 +286,9 @@ def _execute(
     """Start cmd in its own process group, feed stdin, collect capped output, enforce the clock."""
     drop = os.geteuid() == 0 and sandboxed
     stdin_fd = os.memfd_create("stdin", os.MFD_CLOEXEC)  # no pipe to deadlock on
+    info_r, info_w = os.pipe() if sandboxed else (None, None)
+    if sandboxed:
+        cmd = [cmd[0], "--info-fd", str(info_w), *cmd[1:]]  # bwrap reports its init's pid there
     try:
         view = memoryview(stdin)
         while view:
@@ -293,22 +297,31 @@ def _execute(
         start = time.monotonic()
         proc = subprocess.Popen(
             cmd, stdin=stdin_fd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env=dict(ENV), cwd=cwd, start_new_session=True,
-            user=SANDBOX_UID if drop else None, group=SANDBOX_UID if drop else None,
-            extra_groups=[] if drop else None,
+            pass_fds=(info_w,) if sandboxed else (), env=dict(ENV), cwd=cwd,
+            start_new_session=True, user=SANDBOX_UID if drop else None,
+            group=SANDBOX_UID if drop else None, extra_groups=[] if drop else None,
         )  # fmt: skip
+    except BaseException:
+        if info_r is not None:
+            os.close(info_r)
+        raise
     finally:
         os.close(stdin_fd)
-    return _collect(proc, start, limits)
+        if info_w is not None:
+            os.close(info_w)
+    with os.fdopen(info_r, "rb") if info_r is not None else nullcontext() as info:
+        return _collect(proc, start, limits, info)
 
 
-def _collect(proc: subprocess.Popen, start: float, limits: Limits) -> RunResult:
-    out, err = bytearray(), bytearray()
+def _collect(proc: subprocess.Popen, start: float, limits: Limits, info) -> RunResult:
+    out, err, about = bytearray(), bytearray(), bytearray()
     timed_out = limited = False
     deadline = start + limits.wall_s
     with selectors.DefaultSelector() as sel:
         sel.register(proc.stdout, selectors.EVENT_READ, out)
         sel.register(proc.stderr, selectors.EVENT_READ, err)
+        if info is not None:
+            sel.register(info, selectors.EVENT_READ, about)
         exited_at = None
         while sel.get_map():
             now = time.monotonic()
@@ -331,7 +344,7 @@ def _collect(proc: subprocess.Popen, start: float, limits: Limits) -> RunResult:
             if len(out) > limits.stdout_bytes:
                 limited = True
                 break
-    _kill(proc)  # the group: whatever is left of it, sandboxed or not
+    _kill(proc, _init_pid(about))
     returncode = None if (timed_out or limited) else proc.returncode
     proc.stdout.close()
     proc.stderr.close()
@@ -342,10 +355,31 @@ def _collect(proc: subprocess.Popen, start: float, limits: Limits) -> RunResult:
     )  # fmt: skip
 
 
-def _kill(proc: subprocess.Popen) -> None:
-    """SIGKILL the process group; the sandbox's init dies with bwrap and takes the rest along."""
+def _init_pid(info: bytes) -> int | None:
+    """The host pid of the sandbox's init, from bwrap's --info-fd JSON."""
     try:
-        os.killpg(proc.pid, signal.SIGKILL)
+        return int(json.loads(info)["child-pid"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _kill(proc: subprocess.Popen, init_pid: int | None) -> None:
+    """End what is left of a run, and return only when it is gone.
+
+    Killing the sandbox's init makes the kernel kill every process in its pid
+    namespace, and the init's exit waits for them all, so once bwrap has reaped it
+    nothing of the run is left. (Killing bwrap first would leave that to an
+    asynchronous death signal.) The init's pid is safe to signal while bwrap, its
+    parent, has not exited: until bwrap reaps it, the pid cannot be reused.
+    """
+    if init_pid is not None and proc.poll() is None:
+        try:
+            os.kill(init_pid, signal.SIGKILL)
+            proc.wait(timeout=30)  # the kernel is killing the namespace: it finishes
+        except (ProcessLookupError, PermissionError, subprocess.TimeoutExpired):
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # the group: bwrap itself, or an unsandboxed program
     except (ProcessLookupError, PermissionError):
         pass  # the group is gone already
     proc.wait()
