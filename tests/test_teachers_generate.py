@@ -215,3 +215,42 @@ def test_dead_endpoint_does_not_stall_other_teachers(tmp_path):
     assert by_name["dead"].down and "without a success" in by_name["dead"].down
     assert by_name["dead"].attempts == 0  # transport failures never burn attempts
     assert not summary.ok and elapsed < 30
+
+
+# -- TGI's native protocol ----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def chat_template(tmp_path_factory):
+    pytest.importorskip("transformers", reason="protocol 'tgi' needs transformers")
+    from tests.tiny_models import make_tokenizer
+
+    return str(make_tokenizer(tmp_path_factory.mktemp("tok") / "tok"))
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["generate", "generate_stream"])
+def test_tgi_native_with_local_chat_template(tmp_path, chat_template, stream):
+    from tests.servers.tgi_server import TGIServer
+
+    problems = [(f"What is {i} + 2?", str(i + 2)) for i in range(12)]
+    run = make_run(tmp_path, problems)
+
+    def responder(body):
+        prompt = body["inputs"].split("<|im_start|>user\n", 1)[1].split("<|im_end|>", 1)[0]
+        return Reply(f"<think>\nadd\n</think>\n$\\boxed{{{dict(problems)[prompt]}}}$",
+                     delay_s=0.05)  # fmt: skip
+
+    with TGIServer(responder, max_concurrent_requests=3) as server:
+        server.script(Fault(200, after_chunks=1) if stream else Fault(503))
+        cfg = config(teacher(server.url, protocol="tgi", chat_template=chat_template,
+                             stream=stream, max_concurrency=64),
+                     system_prompt="Be brief.")  # fmt: skip
+        summary = generate(run, cfg)
+        generations = [r for r in server.requests if r.method == "POST"]
+    stats = summary.teachers[0]
+    assert (stats.passed, stats.attempts, stats.retries) == (12, 12, 1)
+    # Rendered locally with the tokenizer's chat template, system prompt first.
+    assert generations[0].body["inputs"].startswith("<|im_start|>system\nBe brief.<|im_end|>")
+    assert generations[0].body["inputs"].endswith("<|im_start|>assistant\n")
+    # /info's max_concurrent_requests caps concurrency from the start: no 429 ever.
+    assert server.max_in_flight <= 3 and server.overloaded == 0
+    for attempt, _ in passed_attempts(run, "t").values():
+        assert attempt.think == "add" and attempt.finish_reason == "stop"

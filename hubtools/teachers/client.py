@@ -14,7 +14,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from hubtools.endpoints import make_client
+from hubtools.endpoints import endpoint_key, make_client
+from hubtools.errors import UsageError
 from hubtools.records import Query
 from hubtools.teachers.config import Sampling, TeacherConfig
 from hubtools.teachers.reasoning import field_reasoning, split_reasoning
@@ -73,9 +74,17 @@ class TeacherClient:
 
     async def max_concurrent_requests(self) -> int | None:
         """TGI's advertised admission limit (`/info`), to start below its 429 threshold."""
+        import httpx2
+
+        key = endpoint_key(self.config.endpoint, self.config.api_key_env)
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
         try:
-            info = await self.client.get_endpoint_info()
-        except Exception:  # vLLM and SGLang have no /info: not an error
+            async with httpx2.AsyncClient(timeout=10) as http:
+                response = await http.get(
+                    f"{self.config.endpoint.rstrip('/')}/info", headers=headers
+                )
+            info = response.json() if response.status_code == 200 else None
+        except (httpx2.HTTPError, ValueError):  # vLLM and SGLang have no /info: not an error
             return None
         value = info.get("max_concurrent_requests") if isinstance(info, dict) else None
         return value if isinstance(value, int) and value > 0 else None
@@ -129,8 +138,12 @@ class TeacherClient:
 
     def _render(self, query: Query) -> str:
         if self._template is None:
-            from transformers import AutoTokenizer
-
+            try:
+                from transformers import AutoTokenizer
+            except ImportError:
+                raise UsageError(
+                    "protocol 'tgi' renders prompts with transformers: pip install 'hubtools[tgi]'"
+                ) from None
             self._template = AutoTokenizer.from_pretrained(self.config.chat_template)
         return self._template.apply_chat_template(
             self.messages(query), tokenize=False, add_generation_prompt=True
@@ -139,11 +152,18 @@ class TeacherClient:
     async def _generate(self, query: Query, params: dict[str, Any], start: float) -> Completion:
         prompt = self._render(query)
         out = await self.client.text_generation(
-            prompt, details=True, max_new_tokens=params["max_tokens"],
+            prompt, details=True, stream=self.config.stream, max_new_tokens=params["max_tokens"],
             temperature=params["temperature"] or None,
             top_p=params["top_p"] if params["top_p"] < 1 else None,
             do_sample=params["temperature"] > 0, seed=params["seed"], stop=params.get("stop"),
         )  # fmt: skip
+        if self.config.stream:  # the last event carries the whole text and the details
+            final = None
+            async for event in out:
+                final = event
+            if final is None or final.details is None:
+                raise ValueError("TGI stream ended without its final event")
+            out = final
         details = out.details
         split = split_reasoning(out.generated_text)
         finish = {"eos_token": "stop", "stop_sequence": "stop"}.get(

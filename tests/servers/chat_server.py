@@ -133,14 +133,16 @@ class ChatServer:
 
     # -- lifecycle ------------------------------------------------------------------------
 
+    def routes(self) -> list[Route]:
+        """The routes served; protocol servers that speak more add theirs."""
+        return [
+            Route("/v1/chat/completions", self._chat, methods=["POST"]),
+            Route("/v1/models", self._models, methods=["GET"]),
+            Route("/health", self._health, methods=["GET"]),
+        ]
+
     def start(self) -> ChatServer:
-        app = Starlette(
-            routes=[
-                Route("/v1/chat/completions", self._chat, methods=["POST"]),
-                Route("/v1/models", self._models, methods=["GET"]),
-                Route("/health", self._health, methods=["GET"]),
-            ]
-        )
+        app = Starlette(routes=self.routes())
         config = uvicorn.Config(
             app, host=self.host, port=self.port, log_level="warning", access_log=False,
             lifespan="off",
