@@ -47,8 +47,8 @@ def run_on_ray(run: Path, config_path: Path, shards: int) -> list[GenerateSummar
         raise UsageError("--executor ray needs Ray: pip install 'hubtools[ray]'") from None
     if shards < 1:
         raise UsageError("--shards must be >= 1")
-    ray.init(address=os.environ.get("RAY_ADDRESS"), ignore_reinit_error=True,
-             log_to_driver=False)  # fmt: skip
+    ray.init(address=os.environ.get("RAY_ADDRESS") or None, ignore_reinit_error=True,
+             log_to_driver=False, include_dashboard=False)  # fmt: skip
     task = ray.remote(_shard_task)
     refs = [task.remote(str(Path(run).resolve()), str(Path(config_path).resolve()), i, shards)
             for i in range(shards)]  # fmt: skip
