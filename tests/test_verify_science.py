@@ -32,6 +32,7 @@ QUESTION = "Which gas do plants absorb? (A) O2 (B) CO2 (C) N2 (D) H2"
         (r"\boxed{A} or maybe \boxed{B}", ["A", "B"]),  # hedging: both returned
         ("(A) is wrong and (B) is right", ["A", "B"]),
         ("I first thought Answer: A, but the final answer is B", ["B"]),  # the conclusion wins
+        ("Answer: B. Option A is wrong since O2 is released.", ["B"]),  # a mention, no answer
     ],
 )
 def test_choice_letter_extraction(answer, letters):

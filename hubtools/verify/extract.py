@@ -89,10 +89,12 @@ def _clean_statement(value: str) -> str:
 
 _LETTER = r"\(?\s*(?:\\text\{)?\s*\(?(?P<letter>[A-J])\)?\s*\}?\s*\)?"
 _CHOICE_STATEMENTS = [
-    # "The correct option is D", "the correct answer is (B)", "Answer: C", "answer is C"
+    # "The correct option is D", "the correct answer is (B)", "Answer: C", "answer is C";
+    # a bare "option A" is only a mention ("Option A is wrong"), not an answer.
     re.compile(
-        r"(?:correct\s+(?:option|answer|choice)|final\s+answer|answer|option|choice)"
-        r"\s*(?:is|:|=)?\s*(?:\*\*)?\s*:?\s*(?:option\s+|choice\s+)?" + _LETTER + r"(?![A-Za-z])",
+        r"(?:(?:correct|right|best|final)\s+(?:option|answer|choice)(?:\s+is)?"
+        r"|answer\s*(?:is|:|=)|(?:option|choice)\s*(?:is|:|=))"
+        r"\s*(?:\*\*)?\s*:?\s*(?:option\s+|choice\s+)?" + _LETTER + r"(?![A-Za-z])",
         re.IGNORECASE,
     ),
 ]
