@@ -1,11 +1,11 @@
 """``hubtools verify``: score stored attempts of a run, or a file of answers made elsewhere.
 
-Run mode reads the run's attempts without a verdict (errors excluded), scores them in
-batches through a ``VerifyPool`` and commits each batch's verdicts in one transaction,
-so a killed stage resumes where it stopped and a second run skips what is verified.
-``force`` drops the existing verdicts (of one teacher, or all) first and verifies again.
-Verdicts whose judge never answered are not stored (see ``judge.py``): re-running asks
-again.
+Run mode reads the run's attempts without a verdict (errors excluded) and the queries
+they answer (only those are held in memory), scores them in batches through a
+``VerifyPool`` and commits each batch's verdicts in one transaction, so a killed stage
+resumes where it stopped and a second run skips what is verified. ``force`` drops the
+existing verdicts (of one teacher, or all) first and verifies again. Verdicts whose
+judge never answered are not stored (see ``judge.py``): re-running asks again.
 
 File mode reads JSONL where each line is a query record, as for ``hubtools queries add``,
 plus the ``answer`` to verify, and writes each line back with ``score``, ``verifier`` and
@@ -140,7 +140,8 @@ async def _verify_run(
         if force:
             result.cleared = _clear_verdicts(store.path, teacher)
         sharded = shard if (count or 1) > 1 else None
-        queries = {q.query_id: q for q in run.iter_queries(shard=sharded)}
+        needed = _unverified_query_ids(store.path, teacher)
+        queries = {q.query_id: q for q in run.iter_queries(shard=sharded) if q.query_id in needed}
         total = _count_unverified(store.path, teacher)
         async with VerifyPool(config, workers=workers) as pool:
             bar = tqdm(total=total, unit="answer", desc="verify", disable=not progress)
@@ -177,20 +178,29 @@ def _connect(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(path, isolation_level=None, timeout=60)
 
 
-def _count_unverified(path: Path, teacher: str | None) -> int:
-    """For the progress bar: attempts ``iter_unverified`` will yield."""
+def _unverified(path: Path, teacher: str | None, what: str) -> list[tuple[Any, ...]]:
+    """``what`` over the attempts ``iter_unverified`` will yield (same filter)."""
     where = " AND a.teacher = ?" if teacher is not None else ""
     conn = _connect(path)
     try:
-        (count,) = conn.execute(
-            "SELECT COUNT(*) FROM attempts a"
+        return conn.execute(
+            f"SELECT {what} FROM attempts a"
             " LEFT JOIN verdicts v USING (query_id, teacher, attempt)"
             f" WHERE v.query_id IS NULL AND a.error IS NULL{where}",
             () if teacher is None else (teacher,),
-        ).fetchone()
+        ).fetchall()
     finally:
         conn.close()
-    return count
+
+
+def _count_unverified(path: Path, teacher: str | None) -> int:
+    """For the progress bar."""
+    return _unverified(path, teacher, "COUNT(*)")[0][0]
+
+
+def _unverified_query_ids(path: Path, teacher: str | None) -> set[str]:
+    """The queries to keep in memory: only those with attempts to verify."""
+    return {row[0] for row in _unverified(path, teacher, "DISTINCT a.query_id")}
 
 
 def _clear_verdicts(path: Path, teacher: str | None) -> int:
