@@ -19,7 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from hubtools.records import Query
 from hubtools.verify.base import SandboxConfig
+from hubtools.verify.code import CodeVerifier
 from hubtools.verify.code.sandbox import (
     SANDBOX_UID,
     Limits,
@@ -374,6 +376,11 @@ def test_refuses_without_bubblewrap_unless_opted_in(caplog):
         with missing.box():
             pass
     assert "\n" not in str(e.value)
+    verifier = CodeVerifier()
+    verifier.sandbox.bwrap = "/nonexistent/bwrap"
+    query = Query.from_prompt("p", source="t", category="code", tests=[{"input": "", "output": ""}])
+    with pytest.raises(SandboxUnavailable):
+        verifier.verify(query, "```python\nprint()\n```")
 
     weak = Sandbox(SandboxConfig(allow_unsandboxed=True))
     weak.bwrap = "/nonexistent/bwrap"

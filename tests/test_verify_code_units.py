@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import shared_path
 
+from hubtools.errors import UsageError
 from hubtools.records import Category, Query
 from hubtools.verify.base import SandboxConfig, VerifyConfig
 from hubtools.verify.code import CodeVerifier
@@ -227,3 +228,12 @@ def test_programs_that_print_or_read_stdin_still_report():
         "import sys\nprint('noise')\nsys.stdin.read()\ndef f():\n    print('x')\n    return 3\n"
     )
     assert CodeVerifier().verify(query, f"```python\n{program}```").value == 1.0
+
+
+def test_the_sandbox_python_must_exist(monkeypatch):
+    query = Query.from_prompt("p", source="t", category="code", tests=[{"input": "", "output": ""}])
+    monkeypatch.setenv("HUBTOOLS_SANDBOX_PYTHON", "/nonexistent/python3")
+    with pytest.raises(UsageError, match="sandbox Python /nonexistent/python3 not found"):
+        CodeVerifier().verify(query, "```python\nprint()\n```")
+    monkeypatch.delenv("HUBTOOLS_SANDBOX_PYTHON")
+    assert CodeVerifier().verify(query, "```python\nprint()\n```").value == 1.0

@@ -194,4 +194,35 @@ class TestAverage:
         assert average([-1, -3]) == -2
 """,
     ),
+    (
+        """
+import os
+import warnings
+
+def greet():
+    name = input("name? ")
+    return f"hello {name} from {os.environ.get('PLACE', 'nowhere')}"
+
+def old():
+    warnings.warn("old() is deprecated", DeprecationWarning)
+    return 1
+""",
+        """
+import builtins
+import pytest
+import solution
+
+def test_greet(monkeypatch):
+    monkeypatch.setattr(builtins, "input", lambda prompt: "ada")
+    monkeypatch.setenv("PLACE", "london")
+    assert solution.greet() == "hello ada from london"
+
+def test_greet_undone():
+    assert "PLACE" not in __import__("os").environ
+
+def test_old_warns():
+    with pytest.warns(DeprecationWarning, match="deprecated"):
+        assert solution.old() == 1
+""",
+    ),
 ]

@@ -2,17 +2,22 @@
 
 The harness runs pytest-style tests without pytest: the sandbox's Python need not
 have it, and pytest's own start-up would cost more than most tests. Provided:
-``raises``, ``approx``, ``mark.parametrize`` (other marks are recorded and
-ignored), ``param``, ``fixture`` (function scope, plain or generator), ``fail``,
-``skip``, ``importorskip`` and the ``capsys`` and ``tmp_path`` fixtures.
+``raises``, ``warns``, ``approx``, ``mark.parametrize`` (other marks are recorded
+and ignored), ``param``, ``fixture`` (function scope, plain or generator),
+``fail``, ``skip``, ``importorskip`` and the ``capsys``, ``tmp_path`` and
+``monkeypatch`` fixtures.
 Kept compatible with Python 3.8; not imported by hubtools.
 """
 
+import importlib
 import io
 import math
+import os
 import re
 import sys
 import tempfile
+import warnings as _warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -77,6 +82,18 @@ def raises(expected_exception, *args, match=None, **kwargs):
     with context as info:
         args[0](*args[1:], **kwargs)
     return info
+
+
+@contextmanager
+def warns(expected_warning=Warning, *args, match=None, **kwargs):
+    with _warnings.catch_warnings(record=True) as caught:
+        _warnings.simplefilter("always")
+        yield caught
+    hits = [w for w in caught if issubclass(w.category, expected_warning)]
+    if match is not None:
+        hits = [w for w in hits if re.search(match, str(w.message))]
+    if not hits:
+        raise Failed(f"DID NOT WARN {expected_warning!r}")
 
 
 class approx:
@@ -192,7 +209,76 @@ class CaptureFixture:
         sys.stdout, sys.stderr = self._saved
 
 
+_NOTSET = object()
+
+
+class MonkeyPatch:
+    """setattr/delattr/setitem/delitem/setenv/delenv/syspath_prepend, undone after the test."""
+
+    def __init__(self):
+        self._undo = []
+
+    def setattr(self, target, name, value=_NOTSET, raising=True):
+        if value is _NOTSET:  # setattr("pkg.module.attr", value)
+            module, _, attr = target.rpartition(".")
+            target, name, value = importlib.import_module(module), attr, name
+        old = getattr(target, name, _NOTSET)
+        if old is _NOTSET and raising:
+            raise AttributeError(f"{target!r} has no attribute {name!r}")
+        self._undo.append(lambda: delattr(target, name) if old is _NOTSET
+                          else setattr(target, name, old))  # fmt: skip
+        setattr(target, name, value)
+
+    def delattr(self, target, name, raising=True):
+        if not hasattr(target, name):
+            if raising:
+                raise AttributeError(name)
+            return
+        old = getattr(target, name)
+        self._undo.append(lambda: setattr(target, name, old))
+        delattr(target, name)
+
+    def setitem(self, mapping, key, value):
+        old = mapping.get(key, _NOTSET)
+        self._undo.append(lambda: mapping.pop(key, None) if old is _NOTSET
+                          else mapping.__setitem__(key, old))  # fmt: skip
+        mapping[key] = value
+
+    def delitem(self, mapping, key, raising=True):
+        if key not in mapping:
+            if raising:
+                raise KeyError(key)
+            return
+        old = mapping[key]
+        self._undo.append(lambda: mapping.__setitem__(key, old))
+        del mapping[key]
+
+    def setenv(self, name, value, prepend=None):
+        value = str(value)
+        if prepend and name in os.environ:
+            value = value + prepend + os.environ[name]
+        self.setitem(os.environ, name, value)
+
+    def delenv(self, name, raising=True):
+        self.delitem(os.environ, name, raising)
+
+    def syspath_prepend(self, path):
+        self._undo.append(lambda: sys.path.remove(str(path)))
+        sys.path.insert(0, str(path))
+
+    def chdir(self, path):
+        old = os.getcwd()
+        self._undo.append(lambda: os.chdir(old))
+        os.chdir(path)
+
+    def _hubtools_close(self):
+        for undo in reversed(self._undo):
+            undo()
+        self._undo = []
+
+
 BUILTIN_FIXTURES = {
+    "monkeypatch": MonkeyPatch,
     "capsys": CaptureFixture,
     "tmp_path": lambda: Path(tempfile.mkdtemp()),
 }
