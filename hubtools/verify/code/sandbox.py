@@ -7,7 +7,9 @@ project directory), the program's files read-only at /box, and a fresh
 size-capped tmpfs at /tmp as the only writable place. The environment is
 rebuilt from nothing. Limits are set inside the sandbox by util-linux `prlimit`
 (so RLIMIT_NPROC counts only this sandbox's processes: the kernel counts them
-per user namespace), and a wall clock kills the whole process group.
+per user namespace), and at the wall clock the sandbox's init is killed, which
+makes the kernel kill its whole pid namespace. /dev is read-only (so no
+/dev/shm: Python's multiprocessing does not work inside).
 
 When hubtools runs as root, bwrap itself is started as `nobody` (65534): the
 kernel does not enforce RLIMIT_NPROC for root's processes, and a sandboxed
