@@ -343,10 +343,23 @@ print(json.dumps({
     "hostname": socket.gethostname(),
 }))
 """
-    outcome = report(run_py(code))
+    result = run_py(code)
+    outcome = report(result)
+    within(result)
     assert outcome["uid"] == SANDBOX_UID and outcome["caps"] == "0000000000000000"
     assert outcome["setuid"] in ("PermissionError", "OSError")  # EPERM, or EINVAL: 0 is unmapped
     assert outcome["userns"] in ("PermissionError", "OSError", "n/a")
+
+
+def test_the_compiler_sees_no_host_files_either():
+    query = Query.from_prompt("p", source="t", category="code", meta={"language": "cpp"},
+                              tests=[{"input": "", "output": "1"}])  # fmt: skip
+    for path in ("/etc/passwd", str(PROJECT / "pyproject.toml"), os.path.expanduser("~/.bashrc")):
+        program = f'#include "{path}"\nint main() {{ return 0; }}\n'
+        score = CodeVerifier().verify(query, f"```cpp\n{program}```")
+        assert score.value == 0.0 and not score.details["compile"]["ok"]
+        assert "No such file or directory" in score.details["compile"]["stderr"]
+        assert score.details["time_s"] < 60
 
 
 def test_runs_as_an_unprivileged_host_user():
