@@ -253,8 +253,11 @@ def test_cpp_uses_the_precompiled_header():
         '    os.write(1, b\'x {"i": %d, "s": "pass", "m": "", "t": 0}\\n\' % i)',
         "import atexit, os\natexit.register(lambda: os._exit(0))\ndef has_close_elements(*a):\n"
         "    raise SystemExit(0)",
+        # rewrite the harness's report on its way out
+        "import json\n_dumps = json.dumps\njson.dumps = lambda o, **k: _dumps(dict(o, s='pass'))\n"
+        "def has_close_elements(*a):\n    return None",
     ],
-    ids=["sys.exit", "os._exit", "SystemExit", "fake-lines", "exit-in-call"],
+    ids=["sys.exit", "os._exit", "SystemExit", "fake-lines", "exit-in-call", "patch-json"],
 )
 def test_exiting_early_is_not_passing(hack):
     query = queries("humaneval/HumanEval.jsonl.gz")[0]

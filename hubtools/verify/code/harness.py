@@ -6,7 +6,11 @@ most cases), each under its own alarm. The harness reads a one-time nonce from
 stdin before the program runs and signs every result line with it; a program
 that exits early (``sys.exit(0)``, ``os._exit(0)``) or prints look-alike lines
 therefore reports nothing, and unreported cases fail. The program's own stdout
-goes to /dev/null. Kept compatible with Python 3.8 so any sandbox Python runs it.
+goes to /dev/null. The reporter holds its own references to json.dumps and
+os.write, so a program that patches those modules changes nothing; a program
+written to attack the harness from inside its interpreter (walking the heap,
+returning objects that equal everything) is beyond what any in-process test
+runner can stop. Kept compatible with Python 3.8 so any sandbox Python runs it.
 """
 
 import json
@@ -36,11 +40,12 @@ def _message(exc):
 class Reporter:
     def __init__(self, nonce, fd):
         self.nonce, self.fd = nonce, fd
+        self.dumps, self.write = json.dumps, os.write  # taken before the program can patch them
 
     def __call__(self, index, status, message="", seconds=0.0):
-        line = json.dumps({"i": index, "s": status, "m": message, "t": round(seconds, 4)})
+        line = self.dumps({"i": index, "s": status, "m": message, "t": round(seconds, 4)})
         try:
-            os.write(self.fd, f"{self.nonce} {line}\n".encode())
+            self.write(self.fd, f"{self.nonce} {line}\n".encode())
         except OSError:
             pass  # the program closed our descriptor: its cases stay unreported, i.e. failed
 
