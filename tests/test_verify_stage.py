@@ -219,13 +219,14 @@ def test_the_cli_reports_a_bad_line_in_one_line_and_exits_non_zero(tmp_path):
 
 
 def test_verify_async_keeps_the_event_loop_free(aime):
+    """Worker start-up (seconds: the forkserver imports the verifiers) and every check run
+    off the loop: a ticker on the same loop never waits long between beats."""
     query = Query.from_prompt("q", source="t", category="math", reference=aime[0]["answer"])
-    ticks = 0
+    beats: list[float] = []
 
     async def ticker(stop: asyncio.Event) -> None:
-        nonlocal ticks
         while not stop.is_set():
-            ticks += 1
+            beats.append(time.monotonic())
             await asyncio.sleep(0.005)
 
     async def main() -> list[float]:
@@ -233,15 +234,14 @@ def test_verify_async_keeps_the_event_loop_free(aime):
         async with VerifyPool(VerifyConfig(), workers=2) as pool:
             beat = asyncio.create_task(ticker(stop))
             answers = [f"\\boxed{{{aime[0]['answer'] if i % 2 else 7}}}" for i in range(200)]
-            started = time.monotonic()
             scores = await asyncio.gather(*(pool.verify_async(query, a) for a in answers))
-            elapsed = time.monotonic() - started
             stop.set()
             await beat
-        assert ticks >= elapsed / 0.005 / 4  # the loop kept running while workers verified
         return [s.value for s in scores]
 
     assert asyncio.run(main()) == [0.0, 1.0] * 100
+    gaps = [b - a for a, b in zip(beats, beats[1:], strict=False)]
+    assert len(beats) > 10 and max(gaps) < 0.5, f"the loop stalled for {max(gaps):.2f}s"
 
 
 def test_the_pool_runs_math_from_an_event_loop_in_another_thread(aime):

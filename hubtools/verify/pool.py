@@ -100,6 +100,10 @@ def _verify_chunk(items: Sequence[tuple[Query, str]]) -> list[Score]:
     return scores
 
 
+def _pid(_: int) -> int:
+    return os.getpid()
+
+
 def default_workers(config: VerifyConfig) -> int:
     return max(1, config.workers or os.cpu_count() or 1)
 
@@ -114,6 +118,9 @@ class VerifyPool:
         self.config = config or VerifyConfig()
         self.workers = workers or default_workers(self.config)
         self._executor: ProcessPoolExecutor | None = None
+        self._started = False
+        self._starting: asyncio.Future | None = None
+        self._lock = threading.Lock()
         self._verifiers: dict[Category, Verifier] = {}
 
     def verifier(self, category: Category | str) -> Verifier:
@@ -139,12 +146,31 @@ class VerifyPool:
             )  # fmt: skip
         return self._executor
 
+    def start(self) -> ProcessPoolExecutor:
+        """Start every worker now; blocks while the forkserver imports the verifiers."""
+        with self._lock:
+            executor = self.executor
+            if not self._started:
+                list(executor.map(_pid, range(self.workers)))  # one task each: spawns them all
+                self._started = True
+        return executor
+
+    async def _ready(self) -> ProcessPoolExecutor:
+        """The started executor, started off the event loop (it takes seconds the first time)."""
+        if not self._started:
+            loop = asyncio.get_running_loop()
+            if self._starting is None or self._starting.get_loop() is not loop:
+                self._starting = asyncio.ensure_future(asyncio.to_thread(self.start))
+            await asyncio.shield(self._starting)
+        return self.executor
+
     async def verify_async(self, query: Query, text: str) -> Score:
         """Score one raw response without blocking the running event loop."""
         if self.runs_async(query):
             return await arun_verifier(self.verifier(query.category), query, text)
+        executor = await self._ready()
         loop = asyncio.get_running_loop()
-        [score] = await loop.run_in_executor(self.executor, _verify_chunk, [(query, text)])
+        [score] = await loop.run_in_executor(executor, _verify_chunk, [(query, text)])
         return score
 
     async def score_batch(
@@ -160,7 +186,7 @@ class VerifyPool:
 
         async def run_chunk(indices: list[int]) -> None:
             chunk = [items[i] for i in indices]
-            done = await loop.run_in_executor(self.executor, _verify_chunk, chunk)
+            done = await loop.run_in_executor(await self._ready(), _verify_chunk, chunk)
             for i, score in zip(indices, done, strict=True):
                 scores[i] = score
 
@@ -177,7 +203,7 @@ class VerifyPool:
     def close(self) -> None:
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
-            self._executor = None
+            self._executor, self._started, self._starting = None, False, None
 
     async def aclose(self) -> None:
         for verifier in self._verifiers.values():
