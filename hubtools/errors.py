@@ -35,3 +35,7 @@ class RunStoreError(HubtoolsError):
 
 class LocalHubError(HubtoolsError):
     """The local Hub could not be started or used."""
+
+
+class PublishError(HubtoolsError):
+    """A release could not be published; the repo is left at its previous version."""
