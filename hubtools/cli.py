@@ -114,6 +114,96 @@ def generate(
         raise typer.Exit(3)
 
 
+@app.command("build")
+def build(
+    run: Path = typer.Argument(..., help="Run directory."),
+    teacher: str = typer.Option(..., "--teacher", help="Teacher whose answers to release."),
+    out: Path = typer.Option(..., "--out", help="Release folder to write."),
+    parallel: str | None = typer.Option(
+        None, "--parallel", help="T1,T2,...: keep only queries every listed teacher passed."
+    ),
+    card: str = typer.Option("generic", "--card", help="generic, am_thinking_v1 or am_qwen3."),
+    license: str | None = typer.Option(None, "--license", help="The dataset's licence id."),
+    teacher_license: str | None = typer.Option(
+        None, "--teacher-license", help="The teacher model's licence, stated in the card."
+    ),
+    pretty_name: str | None = typer.Option(None, "--pretty-name", help="The card's title."),
+    max_shard_mb: float = typer.Option(256, "--max-shard-mb", help="Largest Parquet shard."),
+    max_shard_rows: int | None = typer.Option(None, "--max-shard-rows", help="Rows per shard."),
+    threshold: float | None = typer.Option(
+        None, "--threshold", help="Pass score (default: the teacher's, else 0.9)."
+    ),
+    force: bool = typer.Option(False, "--force", help="Replace a non-empty --out."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Write a teacher's verified answers as a release folder: card, Parquet configs, assets."""
+    from hubtools.release.build import build as run_build
+
+    result = run_build(
+        run, teacher=teacher, out=out, card=card, license=license,
+        parallel=[t.strip() for t in parallel.split(",") if t.strip()] if parallel else None,
+        teacher_license=teacher_license, pretty_name=pretty_name,
+        max_shard_bytes=int(max_shard_mb * 1024**2), max_shard_rows=max_shard_rows,
+        threshold=threshold, force=force, progress=not quiet,
+    )  # fmt: skip
+    print(json.dumps(result.to_dict(), indent=2) if as_json else result)
+
+
+@app.command("publish")
+def publish(
+    folder: Path = typer.Argument(..., help="Release folder made by `hubtools build`."),
+    repo: str = typer.Option(..., "--repo", help="Dataset repo, ORG/NAME."),
+    version: str = typer.Option(..., "--version", help="X.Y.Z; tagged vX.Y.Z, never moved."),
+    private: bool = typer.Option(False, "--private", help="Create the repo private."),
+    create_pr: bool = typer.Option(False, "--create-pr", help="Open a pull request instead."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan; change nothing."),
+    endpoint: str | None = typer.Option(
+        None, "--endpoint", help="Hub URL (default: HF_ENDPOINT, else huggingface.co)."
+    ),
+    hub: str | None = typer.Option(
+        None, "--hub", help="'local': the embedded local Hub (~/.cache/hubtools/hub)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Publish a release folder as one atomic, verified, tagged version on the Hub."""
+    from hubtools.release.publish import publish as run_publish
+
+    result = run_publish(
+        folder, repo=repo, version=version, private=private, create_pr=create_pr,
+        dry_run=dry_run, endpoint=endpoint, hub=hub,
+    )  # fmt: skip
+    print(json.dumps(result.to_dict(), indent=2) if as_json else result)
+
+
+@app.command("import")
+def import_(
+    file: Path = typer.Argument(..., help="JSONL or Parquet of teacher outputs (see README)."),
+    run: Path = RunOption,
+    teacher: str = typer.Option(..., "--teacher", help="Name the answers are stored under."),
+    category: str | None = typer.Option(
+        None, "--category", help="Category for records that have none (default: general)."
+    ),
+    source: str | None = typer.Option(
+        None, "--source", help="Source for records that have none (default: the file name)."
+    ),
+    model: str | None = typer.Option(
+        None, "--model", help="Model name for records that have none (default: the teacher)."
+    ),
+    workers: int | None = typer.Option(None, "--workers", min=1, help="Verifier processes."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Bring teacher outputs made elsewhere into a run, verified (or with their given score)."""
+    from hubtools.release.importer import import_outputs
+
+    result = import_outputs(
+        file, run=run, teacher=teacher, category=category, source=source, model=model,
+        workers=workers, progress=not quiet,
+    )  # fmt: skip
+    print(json.dumps(result.to_dict(), indent=2) if as_json else result)
+
+
 @app.command("demo")
 def demo(
     root: Path | None = typer.Option(

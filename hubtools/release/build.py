@@ -1,0 +1,288 @@
+"""``hubtools build``: a run's verified answers as a release folder, exactly as on the Hub.
+
+Layout (what ``publish`` uploads, file for file)::
+
+    README.md                                   the card (dataset_cards/ template)
+    data/<category>/train-00000-of-00002.parquet  one config per category present
+    assets/                                     figures, when there are any
+
+The ``all`` config reads every category's files (its ``data_files`` lists them), so no
+row is stored twice. Every file has the one ``RELEASE_SCHEMA``. Rows stream from the
+run store into one ``pyarrow.parquet.ParquetWriter`` per category, a row group at a
+time; a shard closes once it reaches ``max_shard_bytes`` (or ``max_shard_rows``), so
+memory stays flat however many rows there are. The folder is written beside ``out``
+and moved into place at the end: a failed build leaves no half folder.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from hubtools.errors import RunStoreError, UsageError
+from hubtools.records import PASS_THRESHOLD, RELEASE_SCHEMA, Category
+from hubtools.release.rows import QueryIndex, passed_in_all, release_row, with_queries
+from hubtools.release.stats import CategoryStats, Funnel, read_funnel_file, teacher_funnel
+from hubtools.run import Run
+
+DEFAULT_MAX_SHARD_BYTES = 256 * 1024**2
+ROW_GROUP_ROWS = 1000
+ROW_GROUP_BYTES = 32 * 1024**2
+ALL = "all"
+
+
+@dataclass(slots=True)
+class BuildResult:
+    out: str
+    teacher: str
+    parallel: list[str]
+    rows: dict[str, int]  # per config, `all` included
+    files: list[str]
+    bytes: int
+    seconds: float
+    funnel: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        configs = ", ".join(f"{name} {n:,}" for name, n in self.rows.items())
+        with_others = f" (parallel with {', '.join(self.parallel)})" if self.parallel else ""
+        return (
+            f"built {self.out} for teacher {self.teacher}{with_others}: {configs} rows in "
+            f"{len(self.files)} files, {self.bytes / 1e6:,.1f} MB, {self.seconds:.1f} s"
+        )
+
+
+class _ShardWriter:
+    """Parquet shards of one config: row groups flushed as they fill, shards rolled by size."""
+
+    def __init__(self, folder: Path, max_bytes: int, max_rows: int | None):
+        self.folder, self.max_bytes, self.max_rows = folder, max_bytes, max_rows
+        self.group_rows = min(ROW_GROUP_ROWS, max_rows or ROW_GROUP_ROWS)
+        self.group_bytes = max(1, min(ROW_GROUP_BYTES, max_bytes // 4))
+        self.parts: list[Path] = []
+        self._writer: pq.ParquetWriter | None = None
+        self._sink: Any = None
+        self._shard_rows = 0
+        self._buffer: list[dict[str, Any]] = []
+        self._buffer_bytes = 0
+
+    def add(self, row: dict[str, Any], size: int) -> None:
+        self._buffer.append(row)
+        self._buffer_bytes += size
+        if len(self._buffer) >= self.group_rows or self._buffer_bytes >= self.group_bytes:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._buffer:
+            return
+        if self._writer is None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            path = self.folder / f".part-{len(self.parts):05d}.parquet"
+            self.parts.append(path)
+            self._sink = pa.OSFile(str(path), "wb")
+            self._writer = pq.ParquetWriter(self._sink, RELEASE_SCHEMA, compression="zstd")
+            self._shard_rows = 0
+        self._writer.write_table(pa.Table.from_pylist(self._buffer, schema=RELEASE_SCHEMA))
+        self._shard_rows += len(self._buffer)
+        self._buffer, self._buffer_bytes = [], 0
+        full_rows = self.max_rows is not None and self._shard_rows >= self.max_rows
+        if full_rows or self._sink.tell() >= self.max_bytes:
+            self._close_shard()
+
+    def _close_shard(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._sink.close()
+            self._writer = None
+
+    def close(self) -> list[Path]:
+        """Flush, close, and name the shards ``train-XXXXX-of-YYYYY.parquet``."""
+        self._flush()
+        self._close_shard()
+        final = []
+        for i, part in enumerate(self.parts):
+            name = self.folder / f"train-{i:05d}-of-{len(self.parts):05d}.parquet"
+            part.rename(name)
+            final.append(name)
+        return final
+
+
+def build(
+    run: Path | str,
+    *,
+    teacher: str,
+    out: Path | str,
+    parallel: list[str] | None = None,
+    card: str | None = None,
+    license: str | None = None,
+    teacher_license: str | None = None,
+    pretty_name: str | None = None,
+    max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
+    max_shard_rows: int | None = None,
+    threshold: float | None = None,
+    force: bool = False,
+    progress: bool = True,
+) -> BuildResult:
+    """Write the release folder of ``teacher``'s verified answers in ``run`` to ``out``.
+
+    ``parallel`` lists teachers whose datasets must hold the same queries: only queries
+    every one of them (and ``teacher``) passed are kept. ``threshold`` defaults to the
+    teacher's frozen threshold, else the paper's 0.9.
+    """
+    from hubtools.release.card import CardOptions, write_card
+
+    started = time.monotonic()
+    opened = Run.open(run)
+    out = Path(out)
+    others = [t for t in (parallel or []) if t != teacher]
+    if max_shard_bytes < 1024 or (max_shard_rows is not None and max_shard_rows < 1):
+        raise UsageError("--max-shard-bytes must be >= 1024 and --max-shard-rows >= 1")
+    if out.exists() and any(out.iterdir()) and not force:
+        raise UsageError(f"{out} exists and is not empty; pick a new --out or pass --force")
+    section = opened.config.get(f"teacher:{teacher}") or {}
+    threshold = threshold if threshold is not None else section.get("threshold", PASS_THRESHOLD)
+
+    staging = out.resolve().parent / f".{out.name}.build-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        store = opened.merge_shards() if opened.shard_count() else None
+        if store is None:
+            raise RunStoreError(f"{opened.path} has no attempts yet; run generate or import first")
+        counts = store.counts(threshold)
+        for name in [teacher, *others]:
+            if name not in counts:
+                known = ", ".join(sorted(counts)) or "none"
+                raise UsageError(
+                    f"teacher {name!r} has no attempts in {opened.path} (teachers: {known})"
+                )
+        index = QueryIndex(opened, staging / ".queries.sqlite")
+        try:
+            stats, writers = _write_rows(
+                opened,
+                store,
+                index,
+                teacher,
+                others,
+                threshold,
+                section,
+                staging,
+                max_shard_bytes,
+                max_shard_rows,
+                progress,
+                counts[teacher].passed,
+            )
+            funnel = _funnel(opened, store.path, index, teacher, others, threshold, stats)
+        finally:
+            index.close()
+            store.close()
+        (staging / ".queries.sqlite").unlink(missing_ok=True)
+        files = {name: w.close() for name, w in writers.items()}
+        rows = {name: stats[name].rows for name in files}
+        rows = {ALL: sum(rows.values()), **rows}
+        options = CardOptions(
+            template=card,
+            license=license,
+            teacher_license=teacher_license,
+            pretty_name=pretty_name,
+        )
+        write_card(staging, opened, teacher, others, files, stats, funnel, threshold, options)
+        _move_into_place(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    written = sorted(p for p in out.rglob("*") if p.is_file())
+    return BuildResult(
+        out=str(out),
+        teacher=teacher,
+        parallel=others,
+        rows=rows,
+        files=[str(p.relative_to(out)) for p in written],
+        bytes=sum(p.stat().st_size for p in written),
+        seconds=time.monotonic() - started,
+        funnel=funnel.to_dict(),
+    )
+
+
+def _write_rows(
+    run,
+    store,
+    index,
+    teacher,
+    others,
+    threshold,
+    section,
+    staging,
+    max_bytes,
+    max_rows,
+    progress,
+    total,
+):  # noqa: ANN001  (internal plumbing of build)
+    system = section.get("system_prompt") or ""
+    writers: dict[str, _ShardWriter] = {}
+    stats: dict[str, CategoryStats] = {}
+    bar = tqdm(total=total, unit="row", desc=f"build {teacher}", disable=not progress)
+    passed = with_queries(passed_in_all(store, [teacher, *others], threshold), index)
+    for query, by_teacher in passed:
+        attempt, verdict = by_teacher[teacher]
+        model = attempt.model or section.get("model") or teacher
+        row = release_row(query, attempt, verdict, system=system, model_name=model)
+        category = query.category.value
+        writer = writers.get(category)
+        if writer is None:
+            folder = staging / "data" / category
+            writer = writers[category] = _ShardWriter(folder, max_bytes, max_rows)
+            stats[category] = CategoryStats()
+        final = row["conversations"][-1]
+        size = sum(len(t["value"]) for t in row["conversations"]) + len(row["system"])
+        writer.add(row, 2 * size)  # think/answer_content repeat the final turn's text
+        stats[category].add(attempt.completion_tokens, len(final["value"]), final["info"]["ppl"])
+        bar.update()
+    bar.close()
+    order = [c.value for c in Category if c.value in writers]
+    return {c: stats[c] for c in order}, {c: writers[c] for c in order}
+
+
+def _funnel(
+    run: Run,
+    store_path: Path,
+    index: QueryIndex,
+    teacher: str,
+    others: list[str],
+    threshold: float,
+    stats: dict[str, CategoryStats],
+) -> Funnel:
+    queries_in, filters = read_funnel_file(run.path)
+    order = {c.value: i for i, c in enumerate(Category)}
+    queries = dict(sorted(index.category_counts().items(), key=lambda kv: order.get(kv[0], 99)))
+    per = teacher_funnel(store_path, index.path, teacher, threshold, queries)
+    return Funnel(
+        queries_in=queries_in,
+        filters=filters,
+        queries=queries,
+        attempted=per["attempted"],
+        attempts=per["attempts"],
+        passed=per["passed"],
+        kept={c: s.rows for c, s in stats.items()},
+        verifiers=per["verifiers"],
+    )
+
+
+def _move_into_place(staging: Path, out: Path) -> None:
+    """Replace ``out`` with the finished folder; the old one is removed only afterwards."""
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        out.rename(old)
+    staging.rename(out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
