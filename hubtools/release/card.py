@@ -75,8 +75,9 @@ def environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["num"] = lambda v, d=0: "n/a" if v is None else f"{v:,.{d}f}"
-    env.filters["pct"] = lambda v: "n/a" if v is None else f"{100 * v:.1f}%"
+    missing = (type(None), jinja2.Undefined)  # a summary of no values reads as n/a
+    env.filters["num"] = lambda v, d=0: "n/a" if isinstance(v, missing) else f"{v:,.{d}f}"
+    env.filters["pct"] = lambda v: "n/a" if isinstance(v, missing) else f"{100 * v:.1f}%"
     return env
 
 
@@ -162,7 +163,8 @@ def write_card(
     if name not in TEMPLATES:
         raise UsageError(f"unknown card template {name!r}; use one of: {', '.join(TEMPLATES)}")
     defaults = DEFAULTS[name]
-    section = run.config.get(f"teacher:{teacher}") or {}
+    section = {"sampling": None, "system_prompt": None, "max_attempts": None,
+               **(run.config.get(f"teacher:{teacher}") or {})}  # fmt: skip
     model = section.get("model") or teacher
     pretty = options.pretty_name or defaults["pretty_name"] or f"{teacher} distilled reasoning"
     license = options.license or defaults["license"]
