@@ -12,7 +12,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 VERBS = [[], ["hub"], ["hub", "serve"], ["hub", "token", "create"], ["hub", "env"],
-         ["queries"], ["queries", "add"], ["status"], ["demo"]]  # fmt: skip
+         ["queries"], ["queries", "add"], ["status"], ["demo"], ["build"], ["publish"],
+         ["import"]]  # fmt: skip
 
 
 def hubtools(*args: str, **kw) -> subprocess.CompletedProcess:
@@ -38,10 +39,12 @@ def test_demo_publishes_and_reads_back(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "published local/hubtools-demo@v1.0.0" in out.stdout
     assert "all: 4 rows" in out.stdout and "math: 2 rows" in out.stdout
+    assert "1 failed verification" in out.stdout  # the wrong math answer (Math-Verify)
     # The embedded Hub was started for the command only, and stopped after it.
     assert not (tmp_path / "hub" / "server.json").exists()
     again = hubtools("demo", "--root", str(tmp_path / "hub"))  # idempotent on a second run
     assert again.returncode == 0, again.stderr
+    assert "already published (verified) local/hubtools-demo@v1.0.0" in again.stdout
 
 
 def _one_line_error(out: subprocess.CompletedProcess) -> str:
