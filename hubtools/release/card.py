@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,9 +60,10 @@ class CardOptions:
 
 
 def templates_dir() -> Path:
-    """``dataset_cards/`` of a checkout, or the copy installed inside the package."""
+    """``dataset_cards/`` of a checkout, or the copy a wheel installs under ``share/``."""
     here = Path(__file__).resolve()
-    for candidate in (here.parents[2] / "dataset_cards", here.parents[1] / "dataset_cards"):
+    installed = Path(sysconfig.get_path("data")) / "share" / "hubtools" / "dataset_cards"
+    for candidate in (here.parents[2] / "dataset_cards", installed):
         if (candidate / "generic.md.j2").exists():
             return candidate
     raise UsageError("the dataset card templates (dataset_cards/) are missing; reinstall hubtools")
