@@ -5,13 +5,8 @@
 
 from __future__ import annotations
 
+import hubtools.verify.code  # noqa: F401  (code: the sandboxed test runner)
 import hubtools.verify.ifeval  # noqa: F401  (if)
 import hubtools.verify.judge  # noqa: F401  (chat, general)
 import hubtools.verify.math  # noqa: F401  (math)
 import hubtools.verify.science  # noqa: F401  (science)
-
-try:
-    import hubtools.verify.code  # noqa: F401  (code: the sandboxed test runner)
-except ModuleNotFoundError as err:  # the code verifier is built separately; only its absence
-    if err.name != "hubtools.verify.code":  # is tolerated, never a missing dependency of it
-        raise
