@@ -37,6 +37,7 @@ DEFAULT_MAX_SHARD_BYTES = 256 * 1024**2
 ROW_GROUP_ROWS = 1000
 ROW_GROUP_BYTES = 32 * 1024**2
 ALL = "all"
+MAX_SOURCES = 1000  # distinct query sources named in the card's source_datasets
 
 
 @dataclass(slots=True)
@@ -168,7 +169,7 @@ def build(
                 )
         index = QueryIndex(opened, staging / ".queries.sqlite")
         try:
-            stats, writers = _write_rows(
+            stats, writers, sources = _write_rows(
                 opened,
                 store,
                 index,
@@ -196,7 +197,9 @@ def build(
             teacher_license=teacher_license,
             pretty_name=pretty_name,
         )
-        write_card(staging, opened, teacher, others, files, stats, funnel, threshold, options)
+        write_card(
+            staging, opened, teacher, others, files, stats, funnel, threshold, options, sources
+        )
         _move_into_place(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -230,6 +233,7 @@ def _write_rows(
     system = section.get("system_prompt") or ""
     writers: dict[str, _ShardWriter] = {}
     stats: dict[str, CategoryStats] = {}
+    sources: set[str] = set()
     bar = tqdm(total=total, unit="row", desc=f"build {teacher}", disable=not progress)
     passed = with_queries(passed_in_all(store, [teacher, *others], threshold), index)
     for query, by_teacher in passed:
@@ -237,6 +241,8 @@ def _write_rows(
         model = attempt.model or section.get("model") or teacher
         row = release_row(query, attempt, verdict, system=system, model_name=model)
         category = query.category.value
+        if len(sources) < MAX_SOURCES:
+            sources.add(query.source)
         writer = writers.get(category)
         if writer is None:
             folder = staging / "data" / category
@@ -249,7 +255,7 @@ def _write_rows(
         bar.update()
     bar.close()
     order = [c.value for c in Category if c.value in writers]
-    return {c: stats[c] for c in order}, {c: writers[c] for c in order}
+    return {c: stats[c] for c in order}, {c: writers[c] for c in order}, sources
 
 
 def _funnel(

@@ -159,6 +159,7 @@ def write_card(
     funnel: Funnel,
     threshold: float,
     options: CardOptions,
+    sources: set[str],
 ) -> Path:
     """Render README.md into the release folder."""
     name = options.template or "generic"
@@ -171,11 +172,10 @@ def write_card(
     pretty = options.pretty_name or defaults["pretty_name"] or f"{teacher} distilled reasoning"
     license = options.license or defaults["license"]
     rows = {ALL: sum(s.rows for s in stats.values()), **{c: s.rows for c, s in stats.items()}}
-    sources = _sources(folder, files)
     data = card_data(
         pretty,
         license,
-        sources,
+        sorted(sources),
         ["reasoning", "distillation", "synthetic", "hubtools"],
         files,
         rows,
@@ -210,23 +210,6 @@ def write_card(
     path = folder / "README.md"
     path.write_text(str(card) if str(card).endswith("\n") else f"{card}\n", encoding="utf-8")
     return path
-
-
-def _sources(folder: Path, files: dict[str, list[Path]]) -> list[str]:
-    """Distinct ``info.source`` values of the first turns (read from the written shards)."""
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    seen: set[str] = set()
-    for paths in files.values():
-        for path in paths:
-            column = pq.read_table(path, columns=["conversations"])["conversations"]
-            first = pc.list_element(column, 0)
-            values = pc.unique(pc.struct_field(pc.struct_field(first, "info"), "source"))
-            seen.update(v for v in values.to_pylist() if v)
-            if len(seen) > 200:
-                return sorted(seen)
-    return sorted(seen)
 
 
 # -- the parts publish fills in --------------------------------------------------------
