@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -169,7 +170,7 @@ def build(
                 )
         index = QueryIndex(opened, staging / ".queries.sqlite")
         try:
-            stats, writers, sources = _write_rows(
+            stats, writers, sources, model = _write_rows(
                 opened,
                 store,
                 index,
@@ -196,6 +197,7 @@ def build(
             license=license,
             teacher_license=teacher_license,
             pretty_name=pretty_name,
+            model=model,
         )
         write_card(
             staging, opened, teacher, others, files, stats, funnel, threshold, options, sources
@@ -234,11 +236,13 @@ def _write_rows(
     writers: dict[str, _ShardWriter] = {}
     stats: dict[str, CategoryStats] = {}
     sources: set[str] = set()
+    models: Counter[str] = Counter()
     bar = tqdm(total=total, unit="row", desc=f"build {teacher}", disable=not progress)
     passed = with_queries(passed_in_all(store, [teacher, *others], threshold), index)
     for query, by_teacher in passed:
         attempt, verdict = by_teacher[teacher]
         model = attempt.model or section.get("model") or teacher
+        models[model] += 1
         row = release_row(query, attempt, verdict, system=system, model_name=model)
         category = query.category.value
         if len(sources) < MAX_SOURCES:
@@ -255,7 +259,8 @@ def _write_rows(
         bar.update()
     bar.close()
     order = [c.value for c in Category if c.value in writers]
-    return {c: stats[c] for c in order}, {c: writers[c] for c in order}, sources
+    model = models.most_common(1)[0][0] if models else None
+    return {c: stats[c] for c in order}, {c: writers[c] for c in order}, sources, model
 
 
 def _funnel(

@@ -57,6 +57,7 @@ class CardOptions:
     license: str | None = None
     teacher_license: str | None = None
     pretty_name: str | None = None
+    model: str | None = None  # the model the released answers name (most rows)
 
 
 def templates_dir() -> Path:
@@ -168,7 +169,7 @@ def write_card(
     defaults = DEFAULTS[name]
     section = {"sampling": None, "system_prompt": None, "max_attempts": None,
                **(run.config.get(f"teacher:{teacher}") or {})}  # fmt: skip
-    model = section.get("model") or teacher
+    model = options.model or section.get("model") or teacher
     pretty = options.pretty_name or defaults["pretty_name"] or f"{teacher} distilled reasoning"
     license = options.license or defaults["license"]
     rows = {ALL: sum(s.rows for s in stats.values()), **{c: s.rows for c, s in stats.items()}}

@@ -6,6 +6,7 @@ See ``publish.py`` for the order of the steps and why each is safe to interrupt.
 from __future__ import annotations
 
 import sys
+import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -336,22 +337,28 @@ def _commit(
 
 
 def _verify(ctx: _Context, revision: str) -> None:
-    """Every config read back with ``load_dataset`` has the folder's rows and content."""
-    for name, (rows, digest) in ctx.local.expected().items():
-        try:
-            got_rows, got_digest = load_and_hash(ctx.repo_id, name, revision, ctx.token)
-        except PublishError:
-            raise
-        except Exception as err:
-            raise PublishError(
-                f"config {name} does not load back at {revision[:12]}: "
-                f"{type(err).__name__}: {' '.join(str(err).split())[:200]}"
-            ) from None
-        if (got_rows, got_digest) != (rows, digest):
-            raise PublishError(
-                f"config {name} reads back wrong at {revision[:12]}: {got_rows:,} rows "
-                f"(expected {rows:,}), content hash {got_digest[:12]} (expected {digest[:12]})"
-            )
+    """Every config read back with ``load_dataset`` has the folder's rows and content.
+
+    It reads into a throwaway cache: the check must read what the Hub serves, and a
+    big release should not leave a second copy of itself in the user's datasets cache.
+    """
+    with tempfile.TemporaryDirectory(prefix="hubtools-verify-") as cache:
+        for name, (rows, digest) in ctx.local.expected().items():
+            try:
+                got_rows, got_digest = load_and_hash(ctx.repo_id, name, revision, ctx.token, cache)
+            except PublishError:
+                raise
+            except Exception as err:
+                reason = " ".join(str(err).split())[:200]
+                raise PublishError(
+                    f"config {name} does not load back at {revision[:12]}: "
+                    f"{type(err).__name__}: {reason}"
+                ) from None
+            if (got_rows, got_digest) != (rows, digest):
+                raise PublishError(
+                    f"config {name} reads back wrong at {revision[:12]}: {got_rows:,} rows "
+                    f"(expected {rows:,}), content hash {got_digest[:12]} (expected {digest[:12]})"
+                )
 
 
 def _tag(ctx: _Context, commit: str) -> None:

@@ -145,12 +145,16 @@ def snapshot(api: HfApi, repo_id: str, sha: str | None) -> Snapshot:
     return Snapshot(sha, files, readme)
 
 
-def load_and_hash(repo_id: str, config: str, revision: str, token: str | None) -> tuple[int, str]:
+def load_and_hash(
+    repo_id: str, config: str, revision: str, token: str | None, cache_dir: str | None = None
+) -> tuple[int, str]:
     """``(rows, content hash)`` of a config as ``load_dataset`` returns it at ``revision``."""
     from datasets import load_dataset
 
     def load() -> Any:
-        return load_dataset(repo_id, config, split="train", revision=revision, token=token)
+        return load_dataset(
+            repo_id, config, split="train", revision=revision, token=token, cache_dir=cache_dir
+        )
 
     try:
         dataset = retry(load, f"load_dataset({repo_id!r}, {config!r}, revision={revision!r})")
