@@ -39,3 +39,7 @@ class LocalHubError(HubtoolsError):
 
 class PublishError(HubtoolsError):
     """A release could not be published; the repo is left at its previous version."""
+
+
+class DataSourceError(HubtoolsError):
+    """A Hub dataset (a query source or a benchmark) cannot be found, read or mapped."""
