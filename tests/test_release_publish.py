@@ -140,3 +140,35 @@ def test_endpoint_of_another_hub_runs_in_a_child_process(fresh_hub, releases):
         "bob/elsewhere", repo_type="dataset"
     )
     assert [t.name for t in refs.tags] == ["v1.0.0"]
+
+
+def test_revert_puts_main_back_to_the_previous_version(hub, write_token, releases, unique_name):
+    """What a failed read-back does: main returns to the previous version's files."""
+    from hubtools.release.flow import LocalRelease, _Context, _revert
+    from hubtools.release.remote import snapshot
+
+    v1, _, v2, _ = releases
+    repo, api = f"acme/{unique_name}", HfApi(token=write_token)
+    first = publish(v1, repo=repo, version="1.0.0", token=write_token)
+    second = publish(v2, repo=repo, version="1.1.0", token=write_token)
+    before = snapshot(api, repo, first.commit)
+    ctx = _Context(api, repo, "1.1.0", write_token, LocalRelease.read(v2))
+    _revert(ctx, second.commit, before)
+    main = api.list_repo_refs(repo, repo_type="dataset").branches[0].target_commit
+    now = snapshot(api, repo, main)
+    assert now.files == before.files and now.readme == before.readme
+
+
+def test_cli_hub_local_starts_the_embedded_hub(releases, tmp_path):
+    v1, rows1, _, _ = releases
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_ENDPOINT", "HF_HUB_DISABLE_XET")}
+    env["HUBTOOLS_HUB_ROOT"] = str(tmp_path / "hub")
+    out = subprocess.run(
+        [sys.executable, "-m", "hubtools", "publish", str(v1), "--repo", "local/cli",
+         "--version", "1.0.0", "--hub", "local"], capture_output=True, text=True, timeout=180,
+        env=env,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "published local/cli@v1.0.0" in out.stdout
+    assert 'load_dataset("local/cli", "all", revision="v1.0.0")' in out.stdout
+    assert not (tmp_path / "hub" / "server.json").exists()  # started for the command only
