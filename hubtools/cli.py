@@ -90,6 +90,78 @@ def queries_add(
     print(add(file, run, category=category, source=source))
 
 
+@queries_app.command("pull")
+def queries_pull(
+    config: Path = typer.Option(..., "--config", help="sources.yaml (see recipes/sources.yaml)."),
+    run: Path = RunOption,
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Stream Hub datasets into the run's pool, pinned to their commits; resumable."""
+    from hubtools.queries.pull import pull
+
+    result = pull(config, run, progress=not quiet)
+    print(json.dumps(result.to_dict(), indent=2) if as_json else result)
+
+
+@queries_app.command("clean")
+def queries_clean(
+    run: Path = typer.Option(..., "--run", help="Run directory holding pulled queries."),
+    benchmarks: str | None = typer.Option(
+        None,
+        "--benchmarks",
+        help="Comma-separated: aime_2024, aime_2025, math500, gpqa_diamond, livecodebench, "
+        "ifeval, ORG/NAME[:CONFIG]@SPLIT#FIELD, or none (default: all six, or run.yaml's).",
+    ),
+    embeddings: bool | None = typer.Option(
+        None,
+        "--embeddings/--no-embeddings",
+        help="Also decontaminate by embedding similarity (needs hubtools[embed]; default off).",
+    ),
+    embedding_model: str | None = typer.Option(None, "--embedding-model", help="Model id."),
+    threshold: float | None = typer.Option(
+        None, "--embedding-threshold", help="Cosine similarity that counts (default 0.9)."
+    ),
+    shard: str | None = typer.Option(None, "--shard", help="Only scan shard i of N, as i/N."),
+    workers: int | None = typer.Option(None, "--workers", min=1, help="Scan processes."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Filter, deduplicate and decontaminate the pool into the run's query set."""
+    from hubtools.errors import UsageError
+    from hubtools.queries.clean import clean
+    from hubtools.queries.decontaminate import parse_benchmarks
+
+    index_count = None
+    if shard is not None:
+        try:
+            index_count = tuple(int(part) for part in shard.split("/"))
+            assert len(index_count) == 2
+        except (ValueError, AssertionError):
+            raise UsageError(f"--shard must look like i/N, got {shard!r}") from None
+    result = clean(
+        run, benchmarks=None if benchmarks is None else tuple(parse_benchmarks(benchmarks)),
+        embeddings=embeddings, embedding_model=embedding_model, embedding_threshold=threshold,
+        shard=index_count, workers=workers, progress=not quiet,
+    )  # fmt: skip
+    print(json.dumps(result.to_dict(), indent=2) if as_json else result)
+
+
+@queries_app.command("export")
+def queries_export(
+    run: Path = typer.Option(..., "--run", help="Run directory."),
+    out: Path = typer.Option(..., "--out", help="JSONL file to write."),
+    removed: bool = typer.Option(
+        False, "--removed", help="The removed queries, with reason and match, instead."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Write the run's query set (or the removed queries) as JSONL."""
+    from hubtools.queries.export import export
+
+    print(export(run, out, removed=removed, progress=not quiet))
+
+
 @app.command("generate")
 def generate(
     run: Path = typer.Argument(..., help="Run directory holding the queries."),

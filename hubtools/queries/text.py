@@ -49,12 +49,18 @@ def hash_strings(strings: pa.Array) -> np.ndarray:
     )
 
 
-def conversation_texts(messages: pa.Array) -> pa.Array:
-    """One string per query: each turn as ``role: content``, turns separated by newlines."""
+def conversation_texts(messages: pa.Array, *, roles: bool = True) -> pa.Array:
+    """One string per query, turns separated by newlines, each as ``role: content``
+    (``roles=False``: the contents alone)."""
     messages = messages.combine_chunks() if isinstance(messages, pa.ChunkedArray) else messages
     turns = messages.flatten()
-    labelled = pc.binary_join_element_wise(turns.field("role"), turns.field("content"), ": ")
-    as_lists = pa.ListArray.from_arrays(messages.offsets, labelled)
+    labelled = turns.field("content")
+    if roles:
+        labelled = pc.binary_join_element_wise(turns.field("role"), labelled, ": ")
+    offsets = messages.offsets
+    if offsets[0].as_py():
+        offsets = pc.subtract(offsets, offsets[0])
+    as_lists = pa.ListArray.from_arrays(offsets, labelled)
     return pc.binary_join(as_lists, "\n")
 
 

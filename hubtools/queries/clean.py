@@ -1,0 +1,533 @@
+"""``hubtools queries clean``: filters -> exact dedup -> near dedup -> decontamination.
+
+Reads the pool (``RUN/pulled``, filled by ``queries pull``) and admits the queries that
+survive into the run's query set, the one the teachers read. Nothing is deleted: every
+removed query is kept in ``RUN/clean/removed.parquet`` with its reason and, for
+duplicates and contamination, what it matched; ``RUN/funnel.json`` counts every removal
+per step and per source (the funnel the dataset card shows).
+
+Two halves. The scan (``scan.py``) computes each query's keys in shardable, resumable
+units (``--shard i/N`` scans one shard, e.g. on another machine). The decision needs
+every query at once: it reads back only the columns it needs, one LSH band at a time,
+and the signatures of candidate pairs only. Every output is written atomically and the
+decisions are a pure function of the scan, so a run killed anywhere and started again
+ends with exactly what an uninterrupted run writes.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from tqdm.auto import tqdm
+
+from hubtools.errors import RunStoreError, UsageError
+from hubtools.queries.decontaminate import Benchmark, BenchmarkSpec, load_benchmark
+from hubtools.queries.dedup import candidate_pairs, first_occurrences, greedy_leaders, verify_pairs
+from hubtools.queries.filters import default_filters
+from hubtools.queries.pull import POOL_DIR, pool_counts, read_provenance
+from hubtools.queries.scan import METHODS, SCAN_DIR, Scanner, ScanUnit, band_column, scan_units
+from hubtools.queries.settings import SECTION, CleanSettings
+from hubtools.records import Query
+from hubtools.run import QUERY_SCHEMA, RUN_FILE, Run
+
+FUNNEL_FILE = "funnel.json"
+REMOVED_FILE = Path("clean") / "removed.parquet"
+BENCHMARKS_FILE = Path("clean") / "benchmarks.json"
+EXACT, NEAR, CONTAMINATION = "exact dedup", "near dedup", "decontamination"
+UNUSABLE, PULL_DUPLICATES = "unusable rows", "duplicate rows"
+REMOVED_SCHEMA = pa.schema(
+    [*QUERY_SCHEMA, ("reason", pa.string()), ("detail", pa.string()), ("match", pa.string())]
+)
+_BASE = ["order", "source", "filter", "filter_detail", "exact", "math", "contam_item"]
+_BASE += ["contam_score", "contam_method"]
+
+
+@dataclass(slots=True)
+class FunnelStep:
+    """One line of the funnel: queries a step removed, in all and per source."""
+
+    name: str
+    removed: int = 0
+    by_source: dict[str, int] = field(default_factory=dict)
+    by_benchmark: dict[str, int] | None = None
+
+
+@dataclass(slots=True)
+class ScanResult:
+    """What ``clean --shard i/N`` did: it scans its shard; ``clean`` alone finishes."""
+
+    run: str
+    shard: tuple[int, int]
+    units: int
+    scanned: int
+    queries: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        i, n = self.shard
+        return (
+            f"shard {i}/{n}: scanned {self.scanned} of {self.units} units ({self.queries:,} "
+            f"queries); when every shard is scanned: hubtools queries clean --run {self.run}"
+        )
+
+
+@dataclass(slots=True)
+class CleanResult:
+    """The funnel of a clean: queries in, removed per step, queries kept."""
+
+    run: str
+    queries_in: int
+    queries_out: int
+    added: int
+    steps: list[FunnelStep]
+    sources: list[dict[str, Any]]
+    benchmarks: list[dict[str, Any]]
+    settings: dict[str, Any]
+    seconds: float = 0.0
+
+    def funnel(self) -> dict[str, Any]:
+        """``funnel.json``: the README's format (``queries_in``, ``filters``) plus detail."""
+        return {
+            "queries_in": self.queries_in,
+            "filters": [{k: v for k, v in asdict(s).items() if v is not None} for s in self.steps],
+            "queries_out": self.queries_out,
+            "sources": self.sources,
+            "benchmarks": self.benchmarks,
+            "settings": self.settings,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.funnel(), "run": self.run, "added": self.added, "seconds": self.seconds}
+
+    def __str__(self) -> str:
+        lines = [f"queries in {self.queries_in:>14,}"]
+        for step in self.steps:
+            detail = ""
+            if step.by_benchmark:
+                detail = "  (" + ", ".join(f"{k} {v:,}" for k, v in step.by_benchmark.items()) + ")"
+            lines.append(f"  {step.name:<20}{-step.removed:>10,}{detail}")
+        lines.append(f"queries kept {self.queries_out:>12,}  ({self.added:,} new in the run)")
+        lines.append(f"removed rows: {Path(self.run) / REMOVED_FILE} (hubtools queries export)")
+        return "\n".join(lines)
+
+
+def clean(
+    run: Path | str,
+    *,
+    benchmarks: tuple[BenchmarkSpec, ...] | list[BenchmarkSpec] | None = None,
+    embeddings: bool | None = None,
+    embedding_model: str | None = None,
+    embedding_threshold: float | None = None,
+    shard: tuple[int, int] | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+) -> CleanResult | ScanResult:
+    """Clean ``run``'s pool into its query set (see the module doc).
+
+    Options left None come from the run's frozen ``clean:`` section, else the defaults;
+    a value different from the frozen one is refused.
+    """
+    started = time.monotonic()
+    opened = Run.open(run)
+    if not (opened.path / POOL_DIR / RUN_FILE).exists():
+        raise RunStoreError(
+            f"{opened.path} has no pulled queries; run `hubtools queries pull` first"
+        )
+    pool = Run.open(opened.path / POOL_DIR)
+    base = CleanSettings.from_dict(opened.config[SECTION]) if SECTION in opened.config else None
+    settings = (base or CleanSettings()).with_options(
+        benchmarks=tuple(benchmarks) if benchmarks is not None else None,
+        embeddings=embeddings,
+        embedding_model=embedding_model,
+        embedding_threshold=embedding_threshold,
+    )
+    opened = Run.create(opened.path, {SECTION: settings.to_dict()})
+    loaded = _benchmarks(opened.path, settings, progress)
+    parts = sorted((pool.path / "queries").glob("part-*.parquet"))
+    count = _shard_count(opened.path, shard)
+    shards = [shard] if shard else [(i, count) for i in range(count)]
+    units = [u for s in shards for u in scan_units(parts, s)]
+    pending = [u for u in units if not u.output(opened.path).exists()]
+    queries = _scan(opened.path, pending, settings, loaded, workers, progress)
+    if shard is not None:
+        return ScanResult(str(opened.path), shard, len(units), len(pending), queries)
+    return _finish(opened, pool, parts, units, settings, loaded, progress, started)
+
+
+def _shard_count(run: Path, shard: tuple[int, int] | None) -> int:
+    """The N the run's scan uses: fixed by its first scanned unit."""
+    if shard is not None and not 0 <= shard[0] < shard[1]:
+        raise UsageError(f"bad shard {shard[0]}/{shard[1]}: need 0 <= i < N")
+    found = {int(p.stem.rsplit("-of-", 1)[1]) for p in (run / SCAN_DIR).glob("*/rg-*.parquet")}
+    if len(found) > 1:
+        raise RunStoreError(f"{run / SCAN_DIR} mixes shard counts {sorted(found)}")
+    if found and shard is not None and shard[1] not in found:
+        n = found.pop()
+        raise RunStoreError(f"{run} is cleaned in {n} shards; use --shard i/{n}")
+    return found.pop() if found else (shard[1] if shard else 1)
+
+
+def _benchmarks(run: Path, settings: CleanSettings, progress: bool) -> list[Benchmark]:
+    """Load every benchmark, pinned to the commit the run first read it at."""
+    path = run / BENCHMARKS_FILE
+    pinned = json.loads(path.read_text()) if path.exists() else {}
+    loaded = []
+    for spec in tqdm(settings.benchmarks, desc="benchmarks", disable=not progress):
+        loaded.append(load_benchmark(spec, commit=pinned.get(spec.name)))
+    commits = {b.spec.name: b.commit for b in loaded}
+    if commits != pinned:
+        _write_atomic(path, json.dumps({**pinned, **commits}, indent=2).encode())
+    return loaded
+
+
+_SCANNER: Scanner | None = None
+
+
+def _start_worker(settings: dict[str, Any], benchmarks: list[Benchmark]) -> None:
+    global _SCANNER
+    _SCANNER = Scanner(CleanSettings.from_dict(settings), benchmarks)
+
+
+def _scan_unit(run: Path, unit: ScanUnit) -> int:
+    assert _SCANNER is not None
+    return _SCANNER.scan(run, unit)
+
+
+def _scan(
+    run: Path,
+    units: list[ScanUnit],
+    settings: CleanSettings,
+    benchmarks: list[Benchmark],
+    workers: int | None,
+    progress: bool,
+) -> int:
+    """Scan ``units``; in worker processes when there is more than one unit to do."""
+    if not units:
+        return 0
+    if workers is None:
+        workers = 1 if settings.embeddings else min(os.cpu_count() or 1, 4)
+    workers = max(1, min(workers, len(units)))
+    bar = tqdm(total=len(units), desc="scan", unit=" units", disable=not progress)
+    total = 0
+    try:
+        if workers == 1:
+            _start_worker(settings.to_dict(), benchmarks)
+            for unit in units:
+                total += _scan_unit(run, unit)
+                bar.update()
+            return total
+        context = multiprocessing.get_context("forkserver")
+        with ProcessPoolExecutor(
+            workers, mp_context=context, initializer=_start_worker,
+            initargs=(settings.to_dict(), benchmarks),
+        ) as pool:  # fmt: skip
+            for done in pool.map(_scan_unit, [run] * len(units), units, chunksize=1):
+                total += done
+                bar.update()
+        return total
+    finally:
+        bar.close()
+
+
+@dataclass(slots=True)
+class _Scan:
+    """The scan files read back, rows sorted by their position in the pool."""
+
+    files: list[Path]
+    perm: np.ndarray  # sorted position -> row of the concatenated files
+    starts: np.ndarray  # first concatenated row of each file
+    columns: dict[str, np.ndarray]
+    sources: list[str]
+
+    def column(self, name: str) -> np.ndarray:
+        """One column of every file, in sorted order (read now, not kept)."""
+        parts = [pq.read_table(f, columns=[name])[name].to_numpy() for f in self.files]
+        return np.concatenate(parts)[self.perm] if parts else np.empty(0)
+
+    def rows_of(self, name: str, positions: np.ndarray) -> list[Any]:
+        """Values of ``name`` at sorted ``positions`` (ascending), reading only their files."""
+        flat = self.perm[positions]
+        which = np.searchsorted(self.starts, flat, side="right") - 1
+        out: list[Any] = [None] * len(positions)
+        for f in np.unique(which):
+            mine = np.flatnonzero(which == f)
+            table = pq.read_table(self.files[f], columns=[name])[name]
+            values = table.take(pa.array(flat[mine] - self.starts[f])).to_pylist()
+            for slot, value in zip(mine.tolist(), values, strict=True):
+                out[slot] = value
+        return out
+
+
+def _read_scan(run: Path, units: list[ScanUnit]) -> _Scan:
+    files = [u.output(run) for u in units]
+    missing = [f for f in files if not f.exists()]
+    if missing:
+        raise RunStoreError(f"{len(missing)} scan units are missing (e.g. {missing[0]})")
+    tables = [pq.read_table(f, columns=_BASE) for f in files]
+    sizes = np.array([len(t) for t in tables], dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    table = pa.concat_tables(tables) if tables else pa.table({c: [] for c in _BASE})
+    order = table["order"].to_numpy()
+    perm = np.argsort(order, kind="stable")
+    encoded = pc.dictionary_encode(table["source"]).combine_chunks()
+    columns = {
+        name: table[name].to_numpy(zero_copy_only=False)[perm]
+        for name in _BASE
+        if name not in ("source", "filter_detail")
+    }
+    columns["source"] = encoded.indices.to_numpy(zero_copy_only=False)[perm]
+    columns["filter_detail"] = np.asarray(table["filter_detail"].to_pylist(), dtype=object)[perm]
+    return _Scan(files, perm, starts, columns, encoded.dictionary.to_pylist())
+
+
+@dataclass(slots=True)
+class _Decisions:
+    reason: np.ndarray  # -1 kept, else a step index into ``names``
+    match: np.ndarray  # sorted position of the matched query (duplicates)
+    score: np.ndarray
+    names: list[str]
+
+
+def _decide(scan: _Scan, settings: CleanSettings, progress: bool) -> _Decisions:
+    cols = scan.columns
+    count = len(cols["order"])
+    names = [f.name for f in default_filters(settings.filters)] + [EXACT, NEAR, CONTAMINATION]
+    reason = cols["filter"].astype(np.int64)
+    passed = reason < 0
+    first = first_occurrences(cols["exact"], passed)
+    exact = passed & (first != np.arange(count))
+    reason[exact] = names.index(EXACT)
+    eligible = passed & ~exact
+    params = settings.minhash
+    bands = (scan.column(band_column(b)) for b in range(params.bands))
+    bands = tqdm(bands, total=params.bands, desc="lsh bands", disable=not progress)
+    pairs = candidate_pairs(bands, eligible)
+
+    def signatures_of(positions: np.ndarray) -> np.ndarray:
+        raw = scan.rows_of("signature", positions)
+        return np.frombuffer(b"".join(raw), dtype=np.uint16).reshape(len(positions), -1)
+
+    pairs, similarity = verify_pairs(pairs, signatures_of, cols["math"], params.threshold)
+    near_match, near_score = greedy_leaders(pairs, similarity, count)
+    near = near_match >= 0
+    reason[near] = names.index(NEAR)
+    contaminated = eligible & ~near & (cols["contam_item"] >= 0)
+    reason[contaminated] = names.index(CONTAMINATION)
+    match = np.where(exact, first, near_match)
+    score = np.where(near, near_score, np.where(exact, 1.0, 0.0))
+    score = np.where(contaminated, cols["contam_score"], score)
+    return _Decisions(reason, match, score, names)
+
+
+def _finish(
+    run: Run,
+    pool: Run,
+    parts: list[Path],
+    units: list[ScanUnit],
+    settings: CleanSettings,
+    benchmarks: list[Benchmark],
+    progress: bool,
+    started: float,
+) -> CleanResult:
+    scan = _read_scan(run.path, units)
+    decisions = _decide(scan, settings, progress)
+    matched = np.unique(decisions.match[decisions.match >= 0])
+    matched_ids = dict(zip(matched.tolist(), scan.rows_of("query_id", matched), strict=True))
+    problems = _problem_index(benchmarks)
+    orders = scan.columns["order"]
+
+    def details(positions: np.ndarray) -> Iterator[tuple[str, str | None, str | None]]:
+        for pos in positions.tolist():
+            name = decisions.names[decisions.reason[pos]]
+            score = round(float(decisions.score[pos]), 4)
+            if name in (EXACT, NEAR):
+                target = matched_ids[int(decisions.match[pos])]
+                yield (
+                    name,
+                    f"duplicate of {target}",
+                    json.dumps({"query_id": target, "similarity": score}),
+                )
+            elif name == CONTAMINATION:
+                bench, index, problem = problems[int(scan.columns["contam_item"][pos])]
+                method = METHODS[int(scan.columns["contam_method"][pos])]
+                yield (
+                    name,
+                    f"{method} match with {bench.spec.name} problem {index}",
+                    json.dumps(
+                        {
+                            "benchmark": bench.spec.name,
+                            "repo": bench.spec.repo,
+                            "commit": bench.commit,
+                            "index": index,
+                            "method": method,
+                            "score": score,
+                            "problem": problem[:500],
+                        },
+                        ensure_ascii=False,
+                    ),
+                )
+            else:
+                yield name, scan.columns["filter_detail"][pos], None
+
+    _write_removed(run.path, parts, orders, decisions, details, progress)
+    added = _add_kept(run, parts, orders, decisions, progress)
+    result = _result(run, pool, scan, decisions, settings, benchmarks, added)
+    result.seconds = round(time.monotonic() - started, 1)
+    _write_atomic(run.path / FUNNEL_FILE, json.dumps(result.funnel(), indent=2).encode())
+    return result
+
+
+def _problem_index(benchmarks: list[Benchmark]) -> list[tuple[Benchmark, int, str]]:
+    return [(b, i, p) for b in benchmarks for i, p in enumerate(b.problems)]
+
+
+def _row_groups(parts: list[Path], orders: np.ndarray) -> Iterator[tuple[pa.Table, np.ndarray]]:
+    """Every row group of the pool with the sorted positions of its rows."""
+    for part in parts:
+        index = int(part.stem.removeprefix("part-"))
+        file = pq.ParquetFile(part)
+        first = 0
+        for group in range(file.num_row_groups):
+            table = file.read_row_group(group)
+            rows = first + np.arange(len(table), dtype=np.int64)
+            first += len(table)
+            yield table, np.searchsorted(orders, (np.int64(index) << np.int64(32)) | rows)
+
+
+def _write_removed(run, parts, orders, decisions, details, progress) -> None:
+    dest = run / REMOVED_FILE
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    bar = tqdm(total=len(orders), desc="removed rows", unit=" rows", disable=not progress)
+    try:
+        with pq.ParquetWriter(tmp, REMOVED_SCHEMA) as writer:
+            for table, positions in _row_groups(parts, orders):
+                bar.update(len(table))
+                gone = np.flatnonzero(decisions.reason[positions] >= 0)
+                if not len(gone):
+                    continue
+                reason, detail, match = zip(*details(positions[gone]), strict=True)
+                extra = {"reason": reason, "detail": detail, "match": match}
+                removed = table.select(QUERY_SCHEMA.names).take(pa.array(gone))
+                for name, values in extra.items():
+                    removed = removed.append_column(name, pa.array(values, pa.string()))
+                writer.write_table(removed.cast(REMOVED_SCHEMA))
+        with open(tmp, "rb") as file:
+            os.fsync(file.fileno())
+        os.replace(tmp, dest)
+    finally:
+        bar.close()
+        tmp.unlink(missing_ok=True)
+
+
+def _add_kept(run: Run, parts, orders, decisions, progress) -> int:
+    """Add the kept queries to the run's query set (one part, all or nothing)."""
+    parts_now = sorted((run.path / "queries").glob("part-*.parquet"))
+    present = [pq.read_table(p, columns=["query_id"])["query_id"] for p in parts_now]
+    known = pa.chunked_array(present, pa.string()).combine_chunks()
+
+    def kept() -> Iterator[Query]:
+        bar = tqdm(total=len(orders), desc="kept queries", unit=" rows", disable=not progress)
+        for table, positions in _row_groups(parts, orders):
+            bar.update(len(table))
+            keep = decisions.reason[positions] < 0
+            keep &= ~pc.is_in(table["query_id"], known).to_numpy(zero_copy_only=False)
+            for row in table.filter(pa.array(keep)).to_pylist():
+                for key in ("tests", "constraints", "meta"):
+                    if row[key] is not None:
+                        row[key] = json.loads(row[key])
+                yield _PoolQuery.of(row)
+        bar.close()
+
+    return run.add_queries(kept()).added
+
+
+class _PoolQuery(Query):
+    """A query read back from the pool, where it was validated on the way in: built
+    without validating again and handing add_queries the row it came from (a Query's
+    ``to_dict`` deep-copies, which costs more than the rest of the clean at 2M rows)."""
+
+    __slots__ = ("_row",)
+
+    @classmethod
+    def of(cls, row: dict[str, Any]) -> _PoolQuery:
+        query = cls.__new__(cls)
+        for name in Query.__dataclass_fields__:
+            object.__setattr__(query, name, row[name])
+        query._row = row
+        return query
+
+    def to_dict(self) -> dict[str, Any]:
+        return self._row
+
+
+def _result(run, pool, scan, decisions, settings, benchmarks, added) -> CleanResult:
+    provenance = read_provenance(run.path)
+    counts = pool_counts(pool)
+    steps = []
+    if provenance:
+        unusable, dupes = FunnelStep(UNUSABLE), FunnelStep(PULL_DUPLICATES)
+        for name, entry in provenance.items():
+            lost = entry["rows_read"] - entry["unusable"] - counts.get(name, 0)
+            unusable.by_source[name] = entry["unusable"]
+            dupes.by_source[name] = lost
+        for step in (unusable, dupes):
+            step.removed = sum(step.by_source.values())
+            steps.append(step)
+    sources = np.asarray(scan.sources, dtype=object)
+    for index, name in enumerate(decisions.names):
+        mine = decisions.reason == index
+        names, tally = np.unique(scan.columns["source"][mine], return_counts=True)
+        step = FunnelStep(
+            name, int(mine.sum()), dict(zip(sources[names].tolist(), tally.tolist(), strict=True))
+        )
+        if name == CONTAMINATION:
+            bench_of = np.array([i for i, b in enumerate(benchmarks) for _ in b.problems])
+            hits = bench_of[scan.columns["contam_item"][mine]] if mine.any() else np.empty(0, int)
+            step.by_benchmark = {
+                b.spec.name: int((hits == i).sum()) for i, b in enumerate(benchmarks)
+            }
+        steps.append(step)
+    queries_in = len(scan.columns["order"]) + sum(
+        s.removed for s in steps[: 2 if provenance else 0]
+    )
+    kept = int((decisions.reason < 0).sum())
+    sources_out = [
+        {"name": name, "repo": e["spec"]["repo"], "config": e["spec"]["config"],
+         "split": e["spec"]["split"], "revision": e["spec"]["revision"],
+         "commit": e["commit"], "category": e["spec"]["category"], "rows": e["rows_read"]}
+        for name, e in provenance.items()
+    ]  # fmt: skip
+    return CleanResult(
+        run=str(run.path),
+        queries_in=queries_in,
+        queries_out=kept,
+        added=added,
+        steps=steps,
+        sources=sources_out,
+        benchmarks=[b.provenance() for b in benchmarks],
+        settings=settings.to_dict(),
+    )
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as file:
+        file.write(data)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(tmp, path)

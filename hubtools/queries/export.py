@@ -1,0 +1,92 @@
+"""``hubtools queries export``: the run's query set (or the removed queries) as JSONL.
+
+Kept queries are written in the record format of ``hubtools queries add`` (with their
+``query_id``), so an export loads back unchanged. ``--removed`` writes the queries the
+clean removed, each with ``reason``, ``detail`` and, for duplicates and contamination,
+``match`` (the kept query, or the benchmark problem, it matched).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+from tqdm.auto import tqdm
+
+from hubtools.errors import RunStoreError
+from hubtools.queries.clean import REMOVED_FILE
+from hubtools.run import Run
+
+
+@dataclass(slots=True)
+class ExportResult:
+    out: str
+    records: int
+    removed: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        what = "removed queries" if self.removed else "queries"
+        return f"wrote {self.records:,} {what} to {self.out}"
+
+
+def export(
+    run: Path | str, out: Path | str, *, removed: bool = False, progress: bool = True
+) -> ExportResult:
+    """Write the kept queries (or, with ``removed``, the removed ones) to ``out`` (JSONL).
+
+    The file appears complete or not at all (written beside it, then renamed).
+    """
+    opened, out = Run.open(run), Path(out)
+    if removed and not (opened.path / REMOVED_FILE).exists():
+        raise RunStoreError(
+            f"{opened.path} has no removed queries yet; run `hubtools queries clean`"
+        )
+    records = _removed(opened) if removed else _kept(opened)
+    total = _count(opened, removed)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    count = 0
+    try:
+        with open(tmp, "w", encoding="utf-8") as file:
+            for record in tqdm(records, total=total, desc="export", disable=not progress):
+                file.write(json.dumps(record, ensure_ascii=False) + "\n")
+                count += 1
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return ExportResult(str(out), count, removed)
+
+
+def _count(run: Run, removed: bool) -> int:
+    if removed:
+        return pq.ParquetFile(run.path / REMOVED_FILE).metadata.num_rows
+    return run.count_queries()
+
+
+def _record(query: dict[str, Any]) -> dict[str, Any]:
+    """A query in the ``queries add`` format: empty optional fields left out."""
+    return {k: v for k, v in query.items() if v is not None and not (k == "meta" and not v)}
+
+
+def _kept(run: Run) -> Iterator[dict[str, Any]]:
+    for query in run.iter_queries():
+        yield _record(query.to_dict())
+
+
+def _removed(run: Run) -> Iterator[dict[str, Any]]:
+    path = run.path / REMOVED_FILE
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=1000):
+        for row in batch.to_pylist():
+            for key in ("tests", "constraints", "meta", "match"):
+                if row[key] is not None:
+                    row[key] = json.loads(row[key])
+            yield _record(row)
