@@ -27,31 +27,27 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from hubtools.errors import RunStoreError, UsageError
+from hubtools.queries.decisions import (
+    CONTAMINATION,
+    EXACT,
+    NEAR,
+    decide,
+    read_scan,
+)
 from hubtools.queries.decontaminate import Benchmark, BenchmarkSpec, load_benchmark
-from hubtools.queries.dedup import candidate_pairs, first_occurrences, greedy_leaders, verify_pairs
-from hubtools.queries.filters import default_filters
+from hubtools.queries.outputs import add_kept, write_removed
 from hubtools.queries.pull import POOL_DIR, pool_counts, read_provenance
-from hubtools.queries.scan import METHODS, SCAN_DIR, Scanner, ScanUnit, band_column, scan_units
+from hubtools.queries.scan import METHODS, SCAN_DIR, Scanner, ScanUnit, scan_units
 from hubtools.queries.settings import SECTION, CleanSettings
-from hubtools.records import Query
-from hubtools.run import QUERY_SCHEMA, RUN_FILE, Run
+from hubtools.run import RUN_FILE, Run
 
 FUNNEL_FILE = "funnel.json"
 REMOVED_FILE = Path("clean") / "removed.parquet"
 BENCHMARKS_FILE = Path("clean") / "benchmarks.json"
-EXACT, NEAR, CONTAMINATION = "exact dedup", "near dedup", "decontamination"
 UNUSABLE, PULL_DUPLICATES = "unusable rows", "duplicate rows"
-REMOVED_SCHEMA = pa.schema(
-    [*QUERY_SCHEMA, ("reason", pa.string()), ("detail", pa.string()), ("match", pa.string())]
-)
-_BASE = ["order", "source", "filter", "filter_detail", "exact", "math", "contam_item"]
-_BASE += ["contam_score", "contam_method"]
 
 
 @dataclass(slots=True)
@@ -243,96 +239,6 @@ def _scan(
         bar.close()
 
 
-@dataclass(slots=True)
-class _Scan:
-    """The scan files read back, rows sorted by their position in the pool."""
-
-    files: list[Path]
-    perm: np.ndarray  # sorted position -> row of the concatenated files
-    starts: np.ndarray  # first concatenated row of each file
-    columns: dict[str, np.ndarray]
-    sources: list[str]
-
-    def column(self, name: str) -> np.ndarray:
-        """One column of every file, in sorted order (read now, not kept)."""
-        parts = [pq.read_table(f, columns=[name])[name].to_numpy() for f in self.files]
-        return np.concatenate(parts)[self.perm] if parts else np.empty(0)
-
-    def rows_of(self, name: str, positions: np.ndarray) -> list[Any]:
-        """Values of ``name`` at sorted ``positions`` (ascending), reading only their files."""
-        flat = self.perm[positions]
-        which = np.searchsorted(self.starts, flat, side="right") - 1
-        out: list[Any] = [None] * len(positions)
-        for f in np.unique(which):
-            mine = np.flatnonzero(which == f)
-            table = pq.read_table(self.files[f], columns=[name])[name]
-            values = table.take(pa.array(flat[mine] - self.starts[f])).to_pylist()
-            for slot, value in zip(mine.tolist(), values, strict=True):
-                out[slot] = value
-        return out
-
-
-def _read_scan(run: Path, units: list[ScanUnit]) -> _Scan:
-    files = [u.output(run) for u in units]
-    missing = [f for f in files if not f.exists()]
-    if missing:
-        raise RunStoreError(f"{len(missing)} scan units are missing (e.g. {missing[0]})")
-    tables = [pq.read_table(f, columns=_BASE) for f in files]
-    sizes = np.array([len(t) for t in tables], dtype=np.int64)
-    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-    table = pa.concat_tables(tables) if tables else pa.table({c: [] for c in _BASE})
-    order = table["order"].to_numpy()
-    perm = np.argsort(order, kind="stable")
-    encoded = pc.dictionary_encode(table["source"]).combine_chunks()
-    columns = {
-        name: table[name].to_numpy(zero_copy_only=False)[perm]
-        for name in _BASE
-        if name not in ("source", "filter_detail")
-    }
-    columns["source"] = encoded.indices.to_numpy(zero_copy_only=False)[perm]
-    columns["filter_detail"] = np.asarray(table["filter_detail"].to_pylist(), dtype=object)[perm]
-    return _Scan(files, perm, starts, columns, encoded.dictionary.to_pylist())
-
-
-@dataclass(slots=True)
-class _Decisions:
-    reason: np.ndarray  # -1 kept, else a step index into ``names``
-    match: np.ndarray  # sorted position of the matched query (duplicates)
-    score: np.ndarray
-    names: list[str]
-
-
-def _decide(scan: _Scan, settings: CleanSettings, progress: bool) -> _Decisions:
-    cols = scan.columns
-    count = len(cols["order"])
-    names = [f.name for f in default_filters(settings.filters)] + [EXACT, NEAR, CONTAMINATION]
-    reason = cols["filter"].astype(np.int64)
-    passed = reason < 0
-    first = first_occurrences(cols["exact"], passed)
-    exact = passed & (first != np.arange(count))
-    reason[exact] = names.index(EXACT)
-    eligible = passed & ~exact
-    params = settings.minhash
-    bands = (scan.column(band_column(b)) for b in range(params.bands))
-    bands = tqdm(bands, total=params.bands, desc="lsh bands", disable=not progress)
-    pairs = candidate_pairs(bands, eligible)
-
-    def signatures_of(positions: np.ndarray) -> np.ndarray:
-        raw = scan.rows_of("signature", positions)
-        return np.frombuffer(b"".join(raw), dtype=np.uint16).reshape(len(positions), -1)
-
-    pairs, similarity = verify_pairs(pairs, signatures_of, cols["math"], params.threshold)
-    near_match, near_score = greedy_leaders(pairs, similarity, count)
-    near = near_match >= 0
-    reason[near] = names.index(NEAR)
-    contaminated = eligible & ~near & (cols["contam_item"] >= 0)
-    reason[contaminated] = names.index(CONTAMINATION)
-    match = np.where(exact, first, near_match)
-    score = np.where(near, near_score, np.where(exact, 1.0, 0.0))
-    score = np.where(contaminated, cols["contam_score"], score)
-    return _Decisions(reason, match, score, names)
-
-
 def _finish(
     run: Run,
     pool: Run,
@@ -343,8 +249,8 @@ def _finish(
     progress: bool,
     started: float,
 ) -> CleanResult:
-    scan = _read_scan(run.path, units)
-    decisions = _decide(scan, settings, progress)
+    scan = read_scan(run.path, units)
+    decisions = decide(scan, settings, progress)
     matched = np.unique(decisions.match[decisions.match >= 0])
     matched_ids = dict(zip(matched.tolist(), scan.rows_of("query_id", matched), strict=True))
     problems = _problem_index(benchmarks)
@@ -383,8 +289,8 @@ def _finish(
             else:
                 yield name, scan.columns["filter_detail"][pos], None
 
-    _write_removed(run.path, parts, orders, decisions, details, progress)
-    added = _add_kept(run, parts, orders, decisions, progress)
+    write_removed(run.path / REMOVED_FILE, parts, orders, decisions, details, progress)
+    added = add_kept(run, parts, orders, decisions, progress)
     result = _result(run, pool, scan, decisions, settings, benchmarks, added)
     result.seconds = round(time.monotonic() - started, 1)
     _write_atomic(run.path / FUNNEL_FILE, json.dumps(result.funnel(), indent=2).encode())
@@ -393,85 +299,6 @@ def _finish(
 
 def _problem_index(benchmarks: list[Benchmark]) -> list[tuple[Benchmark, int, str]]:
     return [(b, i, p) for b in benchmarks for i, p in enumerate(b.problems)]
-
-
-def _row_groups(parts: list[Path], orders: np.ndarray) -> Iterator[tuple[pa.Table, np.ndarray]]:
-    """Every row group of the pool with the sorted positions of its rows."""
-    for part in parts:
-        index = int(part.stem.removeprefix("part-"))
-        file = pq.ParquetFile(part)
-        first = 0
-        for group in range(file.num_row_groups):
-            table = file.read_row_group(group)
-            rows = first + np.arange(len(table), dtype=np.int64)
-            first += len(table)
-            yield table, np.searchsorted(orders, (np.int64(index) << np.int64(32)) | rows)
-
-
-def _write_removed(run, parts, orders, decisions, details, progress) -> None:
-    dest = run / REMOVED_FILE
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    bar = tqdm(total=len(orders), desc="removed rows", unit=" rows", disable=not progress)
-    try:
-        with pq.ParquetWriter(tmp, REMOVED_SCHEMA) as writer:
-            for table, positions in _row_groups(parts, orders):
-                bar.update(len(table))
-                gone = np.flatnonzero(decisions.reason[positions] >= 0)
-                if not len(gone):
-                    continue
-                reason, detail, match = zip(*details(positions[gone]), strict=True)
-                extra = {"reason": reason, "detail": detail, "match": match}
-                removed = table.select(QUERY_SCHEMA.names).take(pa.array(gone))
-                for name, values in extra.items():
-                    removed = removed.append_column(name, pa.array(values, pa.string()))
-                writer.write_table(removed.cast(REMOVED_SCHEMA))
-        with open(tmp, "rb") as file:
-            os.fsync(file.fileno())
-        os.replace(tmp, dest)
-    finally:
-        bar.close()
-        tmp.unlink(missing_ok=True)
-
-
-def _add_kept(run: Run, parts, orders, decisions, progress) -> int:
-    """Add the kept queries to the run's query set (one part, all or nothing)."""
-    parts_now = sorted((run.path / "queries").glob("part-*.parquet"))
-    present = [pq.read_table(p, columns=["query_id"])["query_id"] for p in parts_now]
-    known = pa.chunked_array(present, pa.string()).combine_chunks()
-
-    def kept() -> Iterator[Query]:
-        bar = tqdm(total=len(orders), desc="kept queries", unit=" rows", disable=not progress)
-        for table, positions in _row_groups(parts, orders):
-            bar.update(len(table))
-            keep = decisions.reason[positions] < 0
-            keep &= ~pc.is_in(table["query_id"], known).to_numpy(zero_copy_only=False)
-            for row in table.filter(pa.array(keep)).to_pylist():
-                for key in ("tests", "constraints", "meta"):
-                    if row[key] is not None:
-                        row[key] = json.loads(row[key])
-                yield _PoolQuery.of(row)
-        bar.close()
-
-    return run.add_queries(kept()).added
-
-
-class _PoolQuery(Query):
-    """A query read back from the pool, where it was validated on the way in: built
-    without validating again and handing add_queries the row it came from (a Query's
-    ``to_dict`` deep-copies, which costs more than the rest of the clean at 2M rows)."""
-
-    __slots__ = ("_row",)
-
-    @classmethod
-    def of(cls, row: dict[str, Any]) -> _PoolQuery:
-        query = cls.__new__(cls)
-        for name in Query.__dataclass_fields__:
-            object.__setattr__(query, name, row[name])
-        query._row = row
-        return query
-
-    def to_dict(self) -> dict[str, Any]:
-        return self._row
 
 
 def _result(run, pool, scan, decisions, settings, benchmarks, added) -> CleanResult:

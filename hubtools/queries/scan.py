@@ -174,7 +174,7 @@ class Scanner:
             "filter": pa.array(removed, pa.int16()),
             "filter_detail": pa.array(details, pa.string()),
             "exact": pa.array(exact_keys(lowered(conversation_texts(messages))), pa.uint64()),
-            "math": pa.array(math_signatures(lower), pa.uint64()),
+            "math": pa.array(math_signatures(lower, tokens), pa.uint64()),
         }
         for b in range(bands.shape[1]):
             columns[band_column(b)] = pa.array(bands[:, b], pa.uint64())

@@ -78,9 +78,45 @@ def exact_keys(lower: pa.Array) -> np.ndarray:
     return hash_strings(collapsed)
 
 
-def math_signatures(lower: pa.Array) -> np.ndarray:
-    """Hash of the sequence of numbers and operators in each text."""
-    return hash_strings(pc.utf8_trim_whitespace(pc.replace_substring_regex(lower, _NON_MATH, " ")))
+NUMBER_WORDS = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+    "fifteen sixteen seventeen eighteen nineteen twenty thirty forty fifty sixty seventy "
+    "eighty ninety hundred thousand million billion half third quarter twice double triple "
+    "first second fourth fifth sixth seventh eighth ninth tenth"
+).split()
+
+_NUMBER_WORD_HASHES = np.fromiter(
+    (xxhash.xxh3_64_intdigest(w.encode()) for w in NUMBER_WORDS), dtype=np.uint64
+)
+
+
+def math_signatures(lower: pa.Array, tokens: Tokens) -> np.ndarray:
+    """Hash of the sequence of numbers, number words and operators in each text.
+
+    Spacing is ignored ("2+2" and "2 + 2" agree); "three boxes" and "four boxes" differ.
+    ``tokens`` are ``tokenize(lower)``.
+    """
+    tight = pc.replace_substring_regex(lower, r"\s+", "")
+    digits = hash_strings(
+        pc.utf8_trim_whitespace(pc.replace_substring_regex(tight, _NON_MATH, " "))
+    )
+    return digits ^ _word_sequences(tokens, _NUMBER_WORD_HASHES)
+
+
+def _word_sequences(tokens: Tokens, words: np.ndarray) -> np.ndarray:
+    """Per text, an order-sensitive hash of its tokens that are in ``words`` (0 if none)."""
+    count = len(tokens.lengths)
+    picked = np.flatnonzero(np.isin(tokens.hashes, words))
+    result = np.zeros(count, dtype=np.uint64)
+    if not len(picked):
+        return result
+    owner = np.searchsorted(tokens.offsets, picked, side="right") - 1
+    starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
+    rank = np.arange(len(picked)) - np.repeat(starts, np.diff(np.r_[starts, len(picked)]))
+    with np.errstate(over="ignore"):
+        mixed = fmix64(tokens.hashes[picked] ^ (rank.astype(np.uint64) * _GOLDEN))
+    result[owner[starts]] = np.add.reduceat(mixed, starts)
+    return result
 
 
 @dataclass(slots=True)
