@@ -184,3 +184,16 @@ def push_corpus(hub, rows: list[Planted], repo: str) -> None:
     Dataset.from_dict(
         {"problem": [r.text for r in rows], "answer": [str(n) for n in range(len(rows))]}
     ).push_to_hub(repo, token=token)
+
+
+def filler_queries(count: int, seed: int = 3) -> list[str]:
+    """Distinct made-up word problems, to give a pool several scan units."""
+    rng = random.Random(seed)
+    words = ["apples", "trains", "circles", "workers", "tanks", "coins", "ropes", "cards"]
+    verbs = ["share", "fill", "paint", "carry", "sort", "weigh", "count", "stack"]
+    return [
+        f"Problem {i}: {rng.randint(2, 999)} {rng.choice(words)} {rng.choice(verbs)} "
+        f"{rng.randint(2, 999)} {rng.choice(words)} in {rng.randint(2, 99)} hours; how many "
+        f"{rng.choice(words)} does each of {rng.randint(2, 50)} {rng.choice(words)} get?"
+        for i in range(count)
+    ]

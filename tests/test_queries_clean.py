@@ -5,16 +5,34 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
 import unicodedata
 from collections import Counter
 
 import pyarrow.parquet as pq
 import pytest
-from queries_support import SEEDED, planted_corpus, push_corpus, seeded_benchmarks  # noqa: F401
+from huggingface_hub import HfApi
+from queries_support import (  # noqa: F401
+    SEEDED,
+    benchmark_problems,
+    filler_queries,
+    planted_corpus,
+    push_corpus,
+    seeded_benchmarks,
+)
 
-from hubtools.queries.clean import REMOVED_FILE, clean
+from hubtools.errors import DataSourceError, RunStoreError
+from hubtools.queries import add
+from hubtools.queries.clean import FUNNEL_FILE, REMOVED_FILE, clean
 from hubtools.queries.decontaminate import KNOWN_BENCHMARKS
+from hubtools.queries.export import export
 from hubtools.queries.pull import pull
+from hubtools.records import Query
+from hubtools.release.stats import read_funnel_file
 from hubtools.run import Run
 
 SEEDED_SPECS = tuple(KNOWN_BENCHMARKS[name] for name in SEEDED)
@@ -113,3 +131,118 @@ def test_recall_and_precision(cleaned):
     assert report["number queries kept"] == 1.0  # never merged with their original
     assert report["short queries kept"] == 1.0
     assert len(filtered) < 0.06 * len(rows)
+
+
+def snapshot(run) -> tuple:
+    """What a clean produced: kept ids, removals with reason and match, the funnel."""
+    kept = sorted(q.query_id for q in Run.open(run).iter_queries())
+    removed = sorted(
+        (r["query_id"], r["reason"], r["match"] or "")
+        for r in pq.read_table(run / REMOVED_FILE).to_pylist()
+    )
+    funnel = json.loads((run / FUNNEL_FILE).read_text())
+    return kept, removed, funnel["queries_in"], funnel["filters"], funnel["queries_out"]
+
+
+def test_funnel_is_what_build_reads(cleaned, hub):
+    rows, run, result = cleaned
+    queries_in, filters = read_funnel_file(run)  # the release stage's reader
+    assert queries_in == len(rows) == result.queries_in
+    assert queries_in - sum(f["removed"] for f in filters) == result.queries_out
+    assert result.queries_out == Run.open(run).count_queries()
+    funnel = json.loads((run / FUNNEL_FILE).read_text())
+    for step in funnel["filters"]:
+        assert sum(step["by_source"].values()) == step["removed"]
+    [source] = funnel["sources"]
+    assert source["commit"] == HfApi().dataset_info("corpus-org/planted-queries").sha
+    commits = {b["name"]: b["commit"] for b in funnel["benchmarks"]}
+    for name in SEEDED:
+        assert commits[name] == HfApi().dataset_info(KNOWN_BENCHMARKS[name].repo).sha
+
+
+def test_clean_again_changes_nothing(cleaned):
+    rows, run, result = cleaned
+    before = snapshot(run)
+    again = clean(run, progress=False)  # settings come from run.yaml
+    assert again.added == 0
+    assert snapshot(run) == before
+
+
+def test_export_kept_and_removed(cleaned, tmp_path):
+    rows, run, result = cleaned
+    print(export(run, tmp_path / "kept.jsonl", progress=False))
+    reloaded = add(tmp_path / "kept.jsonl", tmp_path / "again")  # the queries add format
+    assert reloaded.added == result.queries_out
+    export(run, tmp_path / "removed.jsonl", removed=True, progress=False)
+    removed = [json.loads(line) for line in (tmp_path / "removed.jsonl").read_text().splitlines()]
+    assert len(removed) == pq.ParquetFile(run / REMOVED_FILE).metadata.num_rows
+    contaminated = [r for r in removed if r["reason"] == "decontamination"]
+    problems = benchmark_problems()
+    for record in contaminated:
+        match = record["match"]
+        assert problems[match["benchmark"]][match["index"]][:500] == match["problem"]
+        assert match["method"] == "ngram" and match["score"] >= 0.5
+    near = [r for r in removed if r["reason"] == "near dedup"]
+    kept_ids = {q.query_id for q in Run.open(run).iter_queries()}
+    assert near and all(r["match"]["query_id"] in kept_ids for r in near)
+    assert all(0.7 <= r["match"]["similarity"] <= 1 for r in near)
+    assert all(r["detail"] for r in removed)
+
+
+def copy_pool(source_run, dest):
+    """A new run holding the same pool (and so the same input) as ``source_run``."""
+    Run.create(dest)
+    shutil.copytree(source_run / "pulled", dest / "pulled")
+    return dest
+
+
+def test_sharded_clean_equals_unsharded(cleaned, tmp_path):
+    rows, run, result = cleaned
+    other = copy_pool(run, tmp_path / "sharded")
+    for i in range(3):
+        scanned = clean(other, benchmarks=SEEDED_SPECS, shard=(i, 3), progress=False)
+        assert scanned.shard == (i, 3) and scanned.scanned == 1
+    with pytest.raises(RunStoreError, match="cleaned in 3 shards"):
+        clean(other, shard=(0, 2), progress=False)
+    clean(other, progress=False)
+    assert snapshot(other) == snapshot(run)
+
+
+def test_default_benchmarks_must_all_load(cleaned, tmp_path):
+    """GPQA is gated on the Hub and not seeded here: a clear error, never a silent skip."""
+    rows, run, result = cleaned
+    other = copy_pool(run, tmp_path / "defaults")
+    with pytest.raises(DataSourceError, match="benchmark gpqa_diamond.*Idavidrein/gpqa"):
+        clean(other, progress=False)
+    assert not (other / FUNNEL_FILE).exists() and Run.open(other).count_queries() == 0
+    assert "clean" not in Run.open(other).config  # nothing frozen: choose again
+    clean(other, benchmarks=SEEDED_SPECS, progress=False)
+    with pytest.raises(RunStoreError, match="another config"):
+        clean(other, benchmarks=SEEDED_SPECS[:2], progress=False)
+
+
+def test_kill_9_then_rerun_gives_the_same_result(cleaned, tmp_path):
+    """SIGKILL while scanning and while writing, then the same command: same outcome."""
+    rows, run, result = cleaned
+    names = ",".join(SEEDED)
+    runs = {}
+    for case in ("reference", "scan", "write"):
+        runs[case] = copy_pool(run, tmp_path / case)
+        Run.open(runs[case] / "pulled").add_queries(
+            Query.from_prompt(t, source="filler", category="general")
+            for t in filler_queries(30_000)
+        )
+    command = [sys.executable, "-m", "hubtools", "queries", "clean", "--benchmarks", names]
+    command += ["--workers", "1", "--quiet", "--run"]
+    subprocess.run([*command, str(runs["reference"])], check=True, capture_output=True)
+    for case, marker in (("scan", "clean/scan/*/rg-*.parquet"), ("write", "clean/removed.parquet")):
+        proc = subprocess.Popen([*command, str(runs[case])], stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 120
+        while not list(runs[case].glob(marker)) and proc.poll() is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert not (runs[case] / FUNNEL_FILE).exists(), f"{case}: finished before the kill"
+        subprocess.run([*command, str(runs[case])], check=True, capture_output=True)
+        assert snapshot(runs[case]) == snapshot(runs["reference"]), case

@@ -151,8 +151,10 @@ def clean(
         embedding_model=embedding_model,
         embedding_threshold=embedding_threshold,
     )
+    if base is not None and base != settings:  # refused before anything is loaded
+        Run.create(opened.path, {SECTION: settings.to_dict()})
+    loaded = _benchmarks(opened.path, settings, progress)  # a failure freezes nothing
     opened = Run.create(opened.path, {SECTION: settings.to_dict()})
-    loaded = _benchmarks(opened.path, settings, progress)
     parts = sorted((pool.path / "queries").glob("part-*.parquet"))
     count = _shard_count(opened.path, shard)
     shards = [shard] if shard else [(i, count) for i in range(count)]
