@@ -94,13 +94,16 @@ def queries_add(
 def queries_pull(
     config: Path = typer.Option(..., "--config", help="sources.yaml (see recipes/sources.yaml)."),
     run: Path = RunOption,
+    chunk_rows: int = typer.Option(
+        50_000, "--chunk-rows", min=1, help="Rows per committed chunk (a kill loses one)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Stream Hub datasets into the run's pool, pinned to their commits; resumable."""
     from hubtools.queries.pull import pull
 
-    result = pull(config, run, progress=not quiet)
+    result = pull(config, run, progress=not quiet, chunk_rows=chunk_rows)
     print(json.dumps(result.to_dict(), indent=2) if as_json else result)
 
 
