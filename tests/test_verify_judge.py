@@ -96,6 +96,13 @@ def test_a_malformed_verdict_scores_zero_with_the_raw_reply(server, query):
     assert parse_verdict('{"coherence": 11, "correctness": 5, "helpfulness": 5}', GENERAL) is None
 
 
+def test_a_reply_that_is_not_a_chat_completion_is_an_error(server, query):
+    server.script(Fault(200, "<html>proxy login</html>"))
+    score = judge(server).verify(query, "blue")
+    assert score.value == 0.0 and score.details["error"].startswith("malformed judge response")
+    assert "retryable" not in score.details
+
+
 def test_transport_errors_are_retried_then_reported(server, query):
     server.script(Fault(503, {"error": "busy"}), Fault(429), Reply("Score: 9/10"))
     score = judge(server).verify(query, "blue")

@@ -30,6 +30,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+import httpx2
+
 from hubtools.endpoints import make_client
 from hubtools.errors import UsageError
 from hubtools.records import Category, Query
@@ -37,6 +39,9 @@ from hubtools.verify.base import Score, Verifier, VerifyConfig, register
 from hubtools.verify.extract import final_answer
 
 RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+# What the client raises when the endpoint is unreachable, slow or answers an HTTP error
+# (HfHubHTTPError and InferenceTimeoutError are httpx2 errors too); anything else is a bug.
+TRANSPORT_ERRORS = (httpx2.HTTPError, OSError, asyncio.TimeoutError)
 _RAW_SHOWN = 500
 
 
@@ -204,15 +209,21 @@ class JudgeVerifier(Verifier):
                     messages, model=self.judge.model, temperature=self.judge.temperature,
                     max_tokens=self.judge.max_tokens,
                 )  # fmt: skip
-            except Exception as err:  # the client raises httpx2, HfHubHTTPError and its own
+            except TRANSPORT_ERRORS as err:
                 status = getattr(getattr(err, "response", None), "status_code", None)
                 error = f"judge request failed: {_describe(err, status)}"
                 if status is not None and status not in RETRY_STATUS:
                     details["error"] = error  # a request the endpoint will never accept
                     return None
                 continue
+            except ValueError as err:  # a 200 whose body is not a chat completion
+                details["error"] = f"malformed judge response: {_describe(err, None)}"
+                return None
             if attempt:
                 details["retries"] = attempt
+            if not out.choices:
+                details["error"] = "the judge returned no choices"
+                return None
             return out.choices[0].message.content or ""
         details.update(error=f"{error} (gave up after {self.retries + 1} tries)", retryable=True)
         return None
