@@ -184,6 +184,9 @@ def test_extraction_helpers():
     assert boxed(r"\boxed{\frac{1}{2}} and \fbox{x^{2}}") == [r"\frac{1}{2}", "x^{2}"]
     assert stated_answer("so the answer is 12.\nThe final answer is $7$.") == "7"
     assert stated_answer("We have 12 apples.") is None
+    assert stated_answer("The answer is 3.5. Check: 2 * 1.75 = 3.5.") == "3.5"
+    # The last statement is the answer, even on the same line as an earlier one.
+    assert stated_answer("The answer is 25. Wait, no: the answer is 24.") == "24"
 
 
 def test_math_verify_refuses_to_run_in_a_thread():

@@ -19,10 +19,11 @@ import re
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 _ANSWER_TAG = re.compile(r"<answer>(.*?)(?:</answer>|\Z)", re.DOTALL | re.IGNORECASE)
 _BOX = re.compile(r"\\(?:boxed|fbox)\s*\{")
-# "The final answer is X", "Final answer: X", "Answer: X", "**Answer:** X", "the answer is X".
+# "The final answer is X", "Final answer: X", "Answer: X", "**Answer:** X", "the answer is X";
+# X ends with its line or sentence (a period before a space: "3.5" stays whole).
 _STATED = re.compile(
     r"(?:final\s+answer(?:\s+is)?|(?<![a-z])answer\s*(?:is\b|:))"
-    r"\s*(?:\*\*)?\s*:?\s*(?:\*\*)?[ \t]*(?P<value>[^\n]*)",
+    r"\s*(?:\*\*)?\s*:?\s*(?:\*\*)?[ \t]*(?P<value>(?:[^\n.]|\.(?!\s|$))*)",
     re.IGNORECASE,
 )
 _HOPE = re.compile(r"\.?\s*I hope it is correct\.?\s*$", re.IGNORECASE)
