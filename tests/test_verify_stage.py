@@ -241,7 +241,7 @@ def test_verify_async_keeps_the_event_loop_free(aime):
 
     assert asyncio.run(main()) == [0.0, 1.0] * 100
     gaps = [b - a for a, b in zip(beats, beats[1:], strict=False)]
-    assert len(beats) > 10 and max(gaps) < 0.5, f"the loop stalled for {max(gaps):.2f}s"
+    assert len(beats) > 10 and max(gaps) < 1.0, f"the loop stalled for {max(gaps):.2f}s"
 
 
 def test_the_pool_runs_math_from_an_event_loop_in_another_thread(aime):
