@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -303,3 +304,22 @@ def test_workers_exit_when_their_owner_is_killed(tmp_path):
     while any(_running(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not any(_running(pid) for pid in workers)
+
+
+def test_a_worker_killed_mid_batch_is_replaced_and_its_answers_retried(aime):
+    query = Query.from_prompt("q", source="t", category="math", reference=aime[2]["answer"])
+    answers = [f"\\boxed{{{aime[2]['answer'] if i % 3 else 1}}}" for i in range(300)]
+
+    async def main() -> tuple[list[float], list[int], list[int]]:
+        async with VerifyPool(VerifyConfig(), workers=2) as pool:
+            await pool.score_batch([(query, answers[0])] * 4)
+            before = list(pool.executor._processes)
+            batch = asyncio.create_task(pool.score_batch([(query, a) for a in answers]))
+            await asyncio.sleep(0.05)
+            os.kill(before[0], signal.SIGKILL)
+            scores = await batch
+            return [s.value for s in scores], before, list(pool.executor._processes)
+
+    values, before, after = asyncio.run(main())
+    assert values == [0.0 if i % 3 == 0 else 1.0 for i in range(300)]
+    assert not set(before) & set(after)  # a fresh set of workers finished the batch

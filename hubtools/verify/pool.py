@@ -28,6 +28,7 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from hubtools.errors import HubtoolsError
@@ -164,13 +165,31 @@ class VerifyPool:
             await asyncio.shield(self._starting)
         return self.executor
 
+    async def _in_worker(self, chunk: list[tuple[Query, str]]) -> list[Score]:
+        """Score a chunk in a worker; a pool broken under it (a worker killed, or out of
+        memory) is replaced and the chunk tried once more, then left unscored (retryable)."""
+        for _ in range(2):
+            executor = await self._ready()
+            try:
+                return await asyncio.get_running_loop().run_in_executor(
+                    executor, _verify_chunk, chunk
+                )
+            except BrokenProcessPool:
+                self._replace(executor)
+        error = "a verification worker died on this batch (killed, or out of memory)"
+        return [Score(0.0, {"error": error, "retryable": True}) for _ in chunk]
+
+    def _replace(self, broken: ProcessPoolExecutor) -> None:
+        with self._lock:
+            if self._executor is broken:  # the first of the chunks that saw it break
+                broken.shutdown(wait=False, cancel_futures=True)
+                self._executor, self._started, self._starting = None, False, None
+
     async def verify_async(self, query: Query, text: str) -> Score:
         """Score one raw response without blocking the running event loop."""
         if self.runs_async(query):
             return await arun_verifier(self.verifier(query.category), query, text)
-        executor = await self._ready()
-        loop = asyncio.get_running_loop()
-        [score] = await loop.run_in_executor(executor, _verify_chunk, [(query, text)])
+        [score] = await self._in_worker([(query, text)])
         return score
 
     async def score_batch(
@@ -178,15 +197,13 @@ class VerifyPool:
     ) -> list[Score]:
         """Scores for ``items`` in order: sync ones spread over the workers in chunks,
         async ones concurrently on this loop."""
-        loop = asyncio.get_running_loop()
         scores: list[Score | None] = [None] * len(items)
         on_loop = [self.runs_async(query) for query, _ in items]
         sync = [i for i, a in enumerate(on_loop) if not a]
         size = chunk_size or max(1, min(64, -(-len(sync) // (self.workers * 4))))
 
         async def run_chunk(indices: list[int]) -> None:
-            chunk = [items[i] for i in indices]
-            done = await loop.run_in_executor(await self._ready(), _verify_chunk, chunk)
+            done = await self._in_worker([items[i] for i in indices])
             for i, score in zip(indices, done, strict=True):
                 scores[i] = score
 
@@ -206,11 +223,13 @@ class VerifyPool:
             self._executor, self._started, self._starting = None, False, None
 
     async def aclose(self) -> None:
-        for verifier in self._verifiers.values():
-            closer = getattr(verifier, "aclose", None)
-            if closer is not None:
-                await closer()
-        self.close()
+        try:
+            for verifier in self._verifiers.values():
+                closer = getattr(verifier, "aclose", None)
+                if closer is not None:
+                    await closer()
+        finally:
+            self.close()
 
     def __enter__(self) -> VerifyPool:
         return self
