@@ -153,14 +153,17 @@ def clean(
     )
     if base is not None and base != settings:  # refused before anything is loaded
         Run.create(opened.path, {SECTION: settings.to_dict()})
-    loaded = _benchmarks(opened.path, settings, progress)  # a failure freezes nothing
-    opened = Run.create(opened.path, {SECTION: settings.to_dict()})
     parts = sorted((pool.path / "queries").glob("part-*.parquet"))
     count = _shard_count(opened.path, shard)
     shards = [shard] if shard else [(i, count) for i in range(count)]
     units = [u for s in shards for u in scan_units(parts, s)]
     pending = [u for u in units if not u.output(opened.path).exists()]
-    queries = _scan(opened.path, pending, settings, loaded, workers, progress)
+    # Benchmarks and the embedding model load before the settings freeze: a failure
+    # leaves the run free to be cleaned with other choices.
+    loaded = _benchmarks(opened.path, settings, progress)
+    inline = Scanner(settings, loaded) if pending and settings.embeddings else None
+    opened = Run.create(opened.path, {SECTION: settings.to_dict()})
+    queries = _scan(opened.path, pending, settings, loaded, workers, progress, inline)
     if shard is not None:
         return ScanResult(str(opened.path), shard, len(units), len(pending), queries)
     return _finish(opened, pool, parts, units, settings, loaded, progress, started)
@@ -212,20 +215,20 @@ def _scan(
     benchmarks: list[Benchmark],
     workers: int | None,
     progress: bool,
+    inline: Scanner | None = None,
 ) -> int:
-    """Scan ``units``; in worker processes when there is more than one unit to do."""
+    """Scan ``units``: in worker processes, or in this one with ``inline`` (embeddings:
+    one model, and torch spreads each batch over the cores itself)."""
     if not units:
         return 0
-    if workers is None:
-        workers = 1 if settings.embeddings else min(os.cpu_count() or 1, 4)
-    workers = max(1, min(workers, len(units)))
+    workers = max(1, min(workers or min(os.cpu_count() or 1, 4), len(units)))
     bar = tqdm(total=len(units), desc="scan", unit=" units", disable=not progress)
     total = 0
     try:
-        if workers == 1:
-            _start_worker(settings.to_dict(), benchmarks)
+        if inline is not None or workers == 1:
+            scanner = inline or Scanner(settings, benchmarks)
             for unit in units:
-                total += _scan_unit(run, unit)
+                total += scanner.scan(run, unit)
                 bar.update()
             return total
         context = multiprocessing.get_context("forkserver")
