@@ -39,9 +39,15 @@ def endpoint_key(url: str, api_key_env: str | None) -> str | None:
 
 _pool_size = 0
 
+# Connections per httpx pool. httpcore's pool walks all its connections (twice) for every
+# request it sends and every response it releases, so one pool of 5,000 connections costs
+# milliseconds of CPU per request and stalls the event loop (bench/teachers_client.md);
+# `make_clients` spreads many requests over several small pools instead.
+POOL_CONNECTIONS = 32
+
 
 def _ensure_connection_pool(connections: int) -> None:
-    """Let thousands of requests be in flight: httpx's default pool holds 100 connections.
+    """Let more requests be in flight than httpx's default pool (100 connections) allows.
 
     hubtools bounds concurrency itself (per-endpoint limiters), so the pool only has to
     be large enough; huggingface_hub builds each async client from this factory.
@@ -59,11 +65,20 @@ def _ensure_connection_pool(connections: int) -> None:
         "response": [h for h in [getattr(_http, "async_hf_response_event_hook", None)] if h],
     }
     limits = httpx2.Limits(max_connections=connections, max_keepalive_connections=connections)
-    set_async_client_factory(
-        lambda: httpx2.AsyncClient(
-            event_hooks=hooks, follow_redirects=True, timeout=None, limits=limits
-        )
-    )
+    ssl_context = None
+
+    def factory() -> httpx2.AsyncClient:
+        # One SSL context for all clients: building one loads the CA bundle (~20 ms of CPU),
+        # and an endpoint with thousands of requests in flight has many clients.
+        nonlocal ssl_context
+        if ssl_context is None:
+            ssl_context = httpx2.create_ssl_context()
+        return httpx2.AsyncClient(
+            event_hooks=hooks, follow_redirects=True, timeout=None, limits=limits,
+            verify=ssl_context,
+        )  # fmt: skip
+
+    set_async_client_factory(factory)
     _raise_open_files_limit(connections + 256)
 
 
@@ -95,3 +110,22 @@ def make_client(
     return AsyncInferenceClient(
         base_url=url.rstrip("/"), api_key=endpoint_key(url, api_key_env), timeout=timeout
     )
+
+
+def make_clients(
+    url: str,
+    *,
+    api_key_env: str | None = None,
+    timeout: float | None = None,
+    max_connections: int = 100,
+) -> list:
+    """Clients (`make_client`) for `max_connections` concurrent requests to one endpoint,
+    one per `POOL_CONNECTIONS` of them: the caller sends at most that many through each."""
+    count = -(-max(1, max_connections) // POOL_CONNECTIONS)
+    per_client = min(max_connections, POOL_CONNECTIONS)
+    clients = [
+        make_client(url, api_key_env=api_key_env, timeout=timeout, max_connections=per_client + 16)
+        for _ in range(count)
+    ]
+    _raise_open_files_limit(max_connections + 256)
+    return clients

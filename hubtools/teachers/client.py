@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from hubtools.endpoints import endpoint_key, make_client
+from hubtools.endpoints import POOL_CONNECTIONS, endpoint_key, make_clients
 from hubtools.errors import UsageError
 from hubtools.records import Query
 from hubtools.teachers.config import Sampling, TeacherConfig
@@ -46,10 +48,15 @@ class Completion:
 class TeacherClient:
     def __init__(self, config: TeacherConfig, sampling: Sampling, system_prompt: str | None):
         self.config, self.sampling, self.system_prompt = config, sampling, system_prompt
-        self.client = make_client(
+        # Several small connection pools (see hubtools.endpoints.POOL_CONNECTIONS): a request
+        # takes a free slot, and slot i goes through client i // POOL_CONNECTIONS, so no pool
+        # holds more than POOL_CONNECTIONS requests. The lowest slots are reused first.
+        self.clients = make_clients(
             config.endpoint, api_key_env=config.api_key_env, timeout=config.request_timeout_s,
-            max_connections=config.max_concurrency + 16,
+            max_connections=config.max_concurrency,
         )  # fmt: skip
+        self.client = self.clients[0]
+        self._free_slots = list(range(len(self.clients) * POOL_CONNECTIONS - 1, -1, -1))
         self._template = None
 
     def messages(self, query: Query) -> list[dict[str, str]]:
@@ -89,13 +96,27 @@ class TeacherClient:
         value = info.get("max_concurrent_requests") if isinstance(info, dict) else None
         return value if isinstance(value, int) and value > 0 else None
 
+    @asynccontextmanager
+    async def _slot(self) -> AsyncIterator[Any]:
+        """The client for one request, from the pool with the lowest free slot."""
+        slot = self._free_slots.pop() if self._free_slots else None
+        try:
+            yield self.clients[slot // POOL_CONNECTIONS] if slot is not None else self.client
+        finally:
+            if slot is not None:
+                self._free_slots.append(slot)
+
     async def complete(self, query: Query, params: dict[str, Any]) -> Completion:
+        async with self._slot() as client:
+            return await self._complete(client, query, params)
+
+    async def _complete(self, client, query: Query, params: dict[str, Any]) -> Completion:
         start = time.monotonic()
         if self.config.protocol == "tgi":
-            return await self._generate(query, params, start)
+            return await self._generate(client, query, params, start)
         if self.config.stream:
-            return await self._chat_stream(query, params, start)
-        out = await self.client.chat_completion(self.messages(query), **params)
+            return await self._chat_stream(client, query, params, start)
+        out = await client.chat_completion(self.messages(query), **params)
         choice = out.choices[0]
         message = choice.message
         content = message.content or ""
@@ -109,9 +130,9 @@ class TeacherClient:
             model=out.model, latency_s=time.monotonic() - start,
         )  # fmt: skip
 
-    async def _chat_stream(self, query: Query, params: dict[str, Any], start: float) -> Completion:
+    async def _chat_stream(self, client, query, params: dict[str, Any], start) -> Completion:
         content, reasoning, finish, model, usage, chunks = [], [], None, None, None, 0
-        stream = await self.client.chat_completion(
+        stream = await client.chat_completion(
             self.messages(query), stream=True, stream_options={"include_usage": True}, **params
         )
         async for chunk in stream:
@@ -149,9 +170,9 @@ class TeacherClient:
             self.messages(query), tokenize=False, add_generation_prompt=True
         )
 
-    async def _generate(self, query: Query, params: dict[str, Any], start: float) -> Completion:
+    async def _generate(self, client, query, params: dict[str, Any], start) -> Completion:
         prompt = self._render(query)
-        out = await self.client.text_generation(
+        out = await client.text_generation(
             prompt, details=True, stream=self.config.stream, max_new_tokens=params["max_tokens"],
             temperature=params["temperature"] or None,
             top_p=params["top_p"] if params["top_p"] < 1 else None,
