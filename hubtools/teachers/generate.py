@@ -31,6 +31,68 @@ def parse_shard(text: str) -> tuple[int, int]:
     return i, n
 
 
+class VerifyBatcher:
+    """Answers to verify in worker processes go to the pool together, not one by one.
+
+    A round trip to the process pool per answer (pickling, pipes, two helper threads and
+    a wake-up of the event loop) cost more client CPU than the request that produced the
+    answer (bench/teachers_client.md). Answers that arrive within `interval_s` of each
+    other (or `max_batch` of them) go as one `score_batch`, split evenly over the workers.
+    Network-bound verifiers (judges) are not batched: a slow judge call must not hold
+    back the answers batched with it. If a batch fails, its answers are verified one by
+    one, so a failure stays with the answer that caused it.
+    """
+
+    def __init__(self, pool, *, interval_s: float = 0.1, max_batch: int = 256):
+        self.pool, self.interval_s, self.max_batch = pool, interval_s, max_batch
+        self._items: list[tuple[Any, str, asyncio.Future]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task] = set()
+
+    async def verify(self, query, text: str):
+        if self.pool.runs_async(query):
+            return await self.pool.verify_async(query, text)
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._items.append((query, text, future))
+        if len(self._items) >= self.max_batch:
+            self._flush()
+        elif self._timer is None:
+            self._timer = loop.call_later(self.interval_s, self._flush)
+        return await future
+
+    def _flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        items, self._items = self._items, []
+        if items:
+            task = asyncio.get_running_loop().create_task(self._score(items))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _score(self, items: list[tuple[Any, str, asyncio.Future]]) -> None:
+        chunk = -(-len(items) // self.pool.workers)
+        try:
+            scores = await self.pool.score_batch([(q, t) for q, t, _ in items], chunk_size=chunk)
+        except Exception:
+            await asyncio.gather(*(self._one(*item) for item in items))
+            return
+        for (_, _, future), score in zip(items, scores, strict=True):
+            if not future.done():
+                future.set_result(score)
+
+    async def _one(self, query, text: str, future: asyncio.Future) -> None:
+        try:
+            score = await self.pool.verify_async(query, text)
+        except Exception as err:
+            if not future.done():
+                future.set_exception(err)
+        else:
+            if not future.done():
+                future.set_result(score)
+
+
 def frozen_sections(config: GenerateConfig, raw: dict[str, Any]) -> dict[str, Any]:
     """What run.yaml freezes: everything that shapes the data, not where endpoints live.
 
@@ -66,9 +128,10 @@ async def generate_shard(
     writer = StoreWriter(run, shard)
     await writer.start()
     async with VerifyPool(VerifyConfig.from_dict(verify_config)) as pool:
+        batcher = VerifyBatcher(pool)
 
         async def verify(query, text):
-            score = await pool.verify_async(query, text)
+            score = await batcher.verify(query, text)
             return pool.verifier(query.category).name, score
 
         runners = [
