@@ -108,8 +108,11 @@ class RowAdapter:
             **fields,
         )
 
-    def _prompt(self, row: Mapping[str, Any]) -> str:
+    def _prompt(self, row: Mapping[str, Any]) -> str | list[dict[str, str]]:
+        """The prompt field: a string, or a list of turns (PRIME's chat-formatted prompts)."""
         prompt = _get(row, self.fields["prompt"])
+        if isinstance(prompt, list):
+            return conversation(prompt)
         if not isinstance(prompt, str) or not prompt.strip():
             raise ValueError(f"empty or missing prompt ({self.fields['prompt']!r})")
         return prompt
@@ -124,30 +127,37 @@ class ProblemAdapter(RowAdapter):
         return self._query(self._prompt(row), row, index, reference=reference)
 
 
+def conversation(turns: Any) -> list[dict[str, str]]:
+    """role/content or ShareGPT from/value turns as Query messages, up to the last user turn
+    (the dataset's own answer goes: the teachers write theirs)."""
+    turns = _parse_json(turns)
+    if not isinstance(turns, list) or not turns:
+        raise ValueError("no conversation")
+    messages: list[dict[str, str]] = []
+    for turn in turns:
+        if not isinstance(turn, Mapping):
+            raise ValueError("a turn is not an object")
+        role = turn.get("role", turn.get("from"))
+        content = turn.get("content", turn.get("value"))
+        if ROLE_NAMES.get(str(role).lower()) is None or not isinstance(content, str):
+            raise ValueError(f"unsupported turn (role {role!r})")
+        role = ROLE_NAMES[str(role).lower()]
+        if role == "system" and (messages or not content.strip()):
+            continue  # empty system prompts, and system notes mid-conversation
+        messages.append({"role": role, "content": content})
+    while messages and messages[-1]["role"] != "user":
+        messages.pop()
+    if not messages:
+        raise ValueError("no user turn")
+    return messages
+
+
 class MessagesAdapter(RowAdapter):
     shape = "messages"
     defaults = {"messages": "messages", "reference": ""}
 
     def to_query(self, row: Mapping[str, Any], index: int) -> Query:
-        turns = _parse_json(_get(row, self.fields["messages"]))
-        if not isinstance(turns, list) or not turns:
-            raise ValueError(f"no conversation in {self.fields['messages']!r}")
-        messages = []
-        for turn in turns:
-            if not isinstance(turn, Mapping):
-                raise ValueError("a turn is not an object")
-            role = turn.get("role", turn.get("from"))
-            content = turn.get("content", turn.get("value"))
-            if ROLE_NAMES.get(str(role).lower()) is None or not isinstance(content, str):
-                raise ValueError(f"unsupported turn (role {role!r})")
-            role = ROLE_NAMES[str(role).lower()]
-            if role == "system" and (messages or not content.strip()):
-                continue  # empty system prompts, and system notes mid-conversation
-            messages.append({"role": role, "content": content})
-        while messages and messages[-1]["role"] != "user":
-            messages.pop()  # the dataset's answer: the teachers write their own
-        if not messages or messages[-1]["role"] != "user":
-            raise ValueError("no user turn")
+        messages = conversation(_get(row, self.fields["messages"]))
         reference = _text(_get(row, self.fields["reference"])) if self.fields["reference"] else None
         return self._query(messages, row, index, reference=reference)
 
