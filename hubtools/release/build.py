@@ -64,6 +64,21 @@ class BuildResult:
         )
 
 
+def _use_returning_memory_pool() -> pa.MemoryPool:
+    """Switch Arrow to an allocator that gives freed buffers back; return the previous one.
+
+    Arrow's default here, mimalloc, kept the shard writers' freed buffers: peak RSS grew
+    with the row count (408 MB at 300k rows, 975 MB at 1M). With jemalloc (or the system
+    allocator where Arrow has no jemalloc) it stays flat (~240 MB at 100k and at 300k).
+    """
+    previous = pa.default_memory_pool()
+    try:
+        pa.set_memory_pool(pa.jemalloc_memory_pool())
+    except NotImplementedError:
+        pa.set_memory_pool(pa.system_memory_pool())
+    return previous
+
+
 class _ShardWriter:
     """Parquet shards of one config: row groups flushed as they fill, shards rolled by size."""
 
@@ -157,6 +172,7 @@ def build(
     staging = out.resolve().parent / f".{out.name}.build-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
+    previous_pool = _use_returning_memory_pool()
     try:
         store = opened.merge_shards() if opened.shard_count() else None
         if store is None:
@@ -204,6 +220,7 @@ def build(
         )
         _move_into_place(staging, out)
     finally:
+        pa.set_memory_pool(previous_pool)
         shutil.rmtree(staging, ignore_errors=True)
     written = sorted(p for p in out.rglob("*") if p.is_file())
     return BuildResult(
