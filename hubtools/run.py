@@ -378,6 +378,32 @@ class AttemptStore:
         for row in rows:
             yield Attempt.from_dict(_json_fields(dict(row), json.loads))
 
+    def _unverified(self, what: str, teacher: str | None) -> list[tuple[Any, ...]]:
+        """``what`` over the attempts ``iter_unverified`` yields (the same filter)."""
+        where = " AND a.teacher = ?" if teacher is not None else ""
+        return self._conn.execute(
+            f"SELECT {what} FROM attempts a LEFT JOIN verdicts v USING (query_id, teacher, attempt)"
+            f" WHERE v.query_id IS NULL AND a.error IS NULL{where}",
+            () if teacher is None else (teacher,),
+        ).fetchall()
+
+    def count_unverified(self, teacher: str | None = None) -> int:
+        return self._unverified("COUNT(*)", teacher)[0][0]
+
+    def unverified_query_ids(self, teacher: str | None = None) -> set[str]:
+        return {row[0] for row in self._unverified("DISTINCT a.query_id", teacher)}
+
+    def clear_verdicts(self, teacher: str | None = None) -> int:
+        """Drop verdicts so they can be redone (`verify --force`), in one transaction.
+
+        The only way a verdict changes: rows are otherwise immutable. A crash after this
+        leaves attempts unverified, which the next verify picks up.
+        """
+        with self._transaction():
+            if teacher is None:
+                return self._conn.execute("DELETE FROM verdicts").rowcount
+            return self._conn.execute("DELETE FROM verdicts WHERE teacher = ?", (teacher,)).rowcount
+
     def iter_passed(
         self, teacher: str, threshold: float = PASS_THRESHOLD
     ) -> Iterator[tuple[Attempt, Verdict]]:

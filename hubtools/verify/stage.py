@@ -20,7 +20,6 @@ import difflib
 import gzip
 import json
 import os
-import sqlite3
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -138,11 +137,11 @@ async def _verify_run(
     count = run.shard_count()
     with run.store(shard) as store:
         if force:
-            result.cleared = _clear_verdicts(store.path, teacher)
+            result.cleared = store.clear_verdicts(teacher)
         sharded = shard if (count or 1) > 1 else None
-        needed = _unverified_query_ids(store.path, teacher)
+        needed = store.unverified_query_ids(teacher)
         queries = {q.query_id: q for q in run.iter_queries(shard=sharded) if q.query_id in needed}
-        total = _count_unverified(store.path, teacher)
+        total = store.count_unverified(teacher)
         async with VerifyPool(config, workers=workers) as pool:
             bar = tqdm(total=total, unit="answer", desc="verify", disable=not progress)
             batch: list[Attempt] = []
@@ -172,52 +171,6 @@ async def _verify_batch(pool, store, queries, attempts, result, bar) -> None:  #
         result.add(name, score)
     store.add_verdicts(verdicts)
     bar.update(len(attempts))
-
-
-def _connect(path: Path) -> sqlite3.Connection:
-    return sqlite3.connect(path, isolation_level=None, timeout=60)
-
-
-def _unverified(path: Path, teacher: str | None, what: str) -> list[tuple[Any, ...]]:
-    """``what`` over the attempts ``iter_unverified`` will yield (same filter)."""
-    where = " AND a.teacher = ?" if teacher is not None else ""
-    conn = _connect(path)
-    try:
-        return conn.execute(
-            f"SELECT {what} FROM attempts a"
-            " LEFT JOIN verdicts v USING (query_id, teacher, attempt)"
-            f" WHERE v.query_id IS NULL AND a.error IS NULL{where}",
-            () if teacher is None else (teacher,),
-        ).fetchall()
-    finally:
-        conn.close()
-
-
-def _count_unverified(path: Path, teacher: str | None) -> int:
-    """For the progress bar."""
-    return _unverified(path, teacher, "COUNT(*)")[0][0]
-
-
-def _unverified_query_ids(path: Path, teacher: str | None) -> set[str]:
-    """The queries to keep in memory: only those with attempts to verify."""
-    return {row[0] for row in _unverified(path, teacher, "DISTINCT a.query_id")}
-
-
-def _clear_verdicts(path: Path, teacher: str | None) -> int:
-    """``--force``: drop the verdicts to redo, in one transaction (the store keeps rows
-    immutable, so re-verifying means deleting first; a crash after this only leaves
-    attempts unverified, which the next run picks up)."""
-    conn = _connect(path)
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        if teacher is None:
-            cursor = conn.execute("DELETE FROM verdicts")
-        else:
-            cursor = conn.execute("DELETE FROM verdicts WHERE teacher = ?", (teacher,))
-        conn.execute("COMMIT")
-        return cursor.rowcount
-    finally:
-        conn.close()
 
 
 # -- file mode -----------------------------------------------------------------------------
