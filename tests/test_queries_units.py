@@ -7,6 +7,7 @@ import pyarrow as pa
 import pytest
 
 from hubtools.errors import UsageError
+from hubtools.queries.clean import clean
 from hubtools.queries.decontaminate import KNOWN_BENCHMARKS, NgramContamination, parse_benchmarks
 from hubtools.queries.dedup import (
     MinHasher,
@@ -19,7 +20,8 @@ from hubtools.queries.dedup import (
 from hubtools.queries.filters import FilterBatch, FilterParams, default_filters, first_removal
 from hubtools.queries.sources import MessagesAdapter, SourceSpec
 from hubtools.queries.text import exact_keys, lowered, math_signatures, tokenize
-from hubtools.records import Category
+from hubtools.records import Category, Query
+from hubtools.run import Run
 
 LONG = (
     "A farmer has {a} sheep and {b} goats grazing in a large green field next to the old "
@@ -172,3 +174,18 @@ def test_messages_adapter_shapes():
         adapter.to_query({"conv": [{"from": "gpt", "value": "Hello"}]}, 1)
     with pytest.raises(ValueError, match="unsupported turn"):
         adapter.to_query({"conv": [{"from": "tool", "value": "{}"}]}, 2)
+
+
+def test_clean_of_an_empty_pool_and_of_a_tiny_one(tmp_path):
+    """No benchmarks (`--benchmarks none`), so no Hub: the stage's edges."""
+    run = tmp_path / "run"
+    Run.create(run)
+    Run.create(run / "pulled")
+    result = clean(run, benchmarks=(), progress=False)
+    assert (result.queries_in, result.queries_out) == (0, 0)
+    Run.open(run / "pulled").add_queries(
+        [Query.from_prompt(t, source="s") for t in ("Why is the sky blue?", "why is the SKY blue?")]
+    )
+    result = clean(run, progress=False)
+    assert (result.queries_in, result.queries_out, result.added) == (2, 1, 1)
+    assert "exact dedup" in str(result)

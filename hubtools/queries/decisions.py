@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from hubtools.errors import RunStoreError
 from hubtools.queries.dedup import candidate_pairs, first_occurrences, greedy_leaders, verify_pairs
 from hubtools.queries.filters import default_filters
-from hubtools.queries.scan import ScanUnit, band_column
+from hubtools.queries.scan import ScanUnit, band_column, scan_schema
 from hubtools.queries.settings import CleanSettings
 
 EXACT, NEAR, CONTAMINATION = "exact dedup", "near dedup", "decontamination"
@@ -65,7 +65,8 @@ def read_scan(run: Path, units: list[ScanUnit]) -> ScanTable:
     tables = [pq.read_table(f, columns=_BASE) for f in files]
     sizes = np.array([len(t) for t in tables], dtype=np.int64)
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-    table = pa.concat_tables(tables) if tables else pa.table({c: [] for c in _BASE})
+    empty = scan_schema(1, 1).empty_table().select(_BASE)
+    table = pa.concat_tables(tables) if tables else empty
     order = table["order"].to_numpy()
     perm = np.argsort(order, kind="stable")
     encoded = pc.dictionary_encode(table["source"]).combine_chunks()

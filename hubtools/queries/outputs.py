@@ -51,6 +51,7 @@ def write_removed(
     progress: bool,
 ) -> None:
     """Write the removed queries, each with ``details(positions)``: reason, detail, match."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
     bar = tqdm(total=len(orders), desc="removed rows", unit=" rows", disable=not progress)
     try:
