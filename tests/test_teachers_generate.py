@@ -254,3 +254,28 @@ def test_tgi_native_with_local_chat_template(tmp_path, chat_template, stream):
     assert server.max_in_flight <= 3 and server.overloaded == 0
     for attempt, _ in passed_attempts(run, "t").values():
         assert attempt.think == "add" and attempt.finish_reason == "stop"
+
+
+def test_judge_outage_leaves_answers_unverified_then_resumes(tmp_path):
+    """A judge that is down is no verdict on the answer: nothing is stored as wrong, and the
+    next run verifies what was left without asking the teacher again."""
+    run = Run.create(tmp_path / "run", {})
+    run.add_queries([Query.from_prompt("Tell me a fun fact.", category="chat", source="t")])
+    judge_reply = Reply('{"coherence": 9, "correctness": 8, "helpfulness": 10}')
+    with ChatServer(lambda body: Reply("Octopuses have three hearts.")) as teacher_server:
+        dead = ChatServer().start()
+        dead_url = dead.url
+        dead.stop()
+        verify = {"judge": {"endpoint": dead_url, "model": "judge", "timeout_s": 2}}
+        cfg = config(teacher(teacher_server.url))
+        first = asyncio.run(generate_shard(run.path, cfg, verify, progress=False))
+        assert (first.teachers[0].unverified, first.teachers[0].done) == (1, 0)
+        with run.store() as store:
+            assert store.count_unverified("t") == 1
+        with ChatServer(lambda body: judge_reply) as judge:
+            verify["judge"]["endpoint"] = judge.url
+            second = asyncio.run(generate_shard(run.path, cfg, verify, progress=False))
+        assert len(teacher_server.chat_requests) == 1  # the answer was not asked for again
+    assert (second.teachers[0].passed, second.teachers[0].attempts) == (1, 0)
+    [(attempt, verdict)] = passed_attempts(run, "t").values()
+    assert verdict.verifier == "llm-judge" and verdict.score == pytest.approx(0.9)

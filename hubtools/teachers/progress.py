@@ -70,6 +70,9 @@ class GenerateSummary:
             for cat, done in sorted(t.done_by_category.items()):
                 rate = t.passed_by_category[cat] / done
                 lines.append(f"  {cat:<8} pass rate {rate:6.1%} ({done:,} queries)")
+            if t.unverified:
+                lines.append(f"  {t.unverified:,} answers left unverified (verifier unavailable): "
+                             "run again to verify them")  # fmt: skip
             if t.down:
                 lines.append(f"  STOPPED: {t.down}")
         return "\n".join(lines)

@@ -25,6 +25,7 @@ from hubtools.teachers.limiter import AdaptiveLimiter
 from hubtools.teachers.writer import StoreWriter
 
 QUERY_CHUNK = 2000
+VERIFY_TRIES = 3
 
 
 class EndpointDown(Exception):
@@ -39,6 +40,7 @@ class TeacherStats:
     passed: int = 0
     failed: int = 0
     rejected: int = 0
+    unverified: int = 0  # attempts whose verification failed for now (not the answer)
     attempts: int = 0
     retries: int = 0
     in_flight: int = 0
@@ -119,11 +121,11 @@ class TeacherRunner:
 
     # -- one query: attempts until it passes ------------------------------------------------
     async def _solve(self, query: Query, attempt: int, pending: Attempt | None = None) -> None:
-        passed = False
+        passed: bool | None = False
         if pending is not None:  # committed before a crash, never verified
             passed = await self._judge(query, pending)
             attempt = pending.attempt + 1
-        while not passed and attempt < self.config.max_attempts:
+        while passed is False and attempt < self.config.max_attempts:
             params = self.client.params(query, attempt)
             started = time.time()
             result = await self._request(query, params)
@@ -137,10 +139,26 @@ class TeacherRunner:
             self.stats.completion_tokens += result.completion_tokens or 0
             passed = await self._judge(query, record)
             attempt += 1
+        if passed is None:  # left unverified: the next run verifies it and goes on from there
+            self.stats.unverified += 1
+            self.on_progress(self.stats)
+            return
         self._finish(query, "passed" if passed else "failed")
 
-    async def _judge(self, query: Query, attempt: Attempt) -> bool:
-        verifier, score = await self.verify(query, attempt.text)
+    async def _judge(self, query: Query, attempt: Attempt) -> bool | None:
+        """Verify and commit the verdict; None when no verdict could be had.
+
+        A score marked `retryable` (the judge endpoint down, a verification worker lost)
+        is not a verdict on the answer: it is tried again, then left out rather than
+        stored as a wrong answer.
+        """
+        for tries in range(VERIFY_TRIES):
+            verifier, score = await self.verify(query, attempt.text)
+            if not score.details.get("retryable"):
+                break
+            await asyncio.sleep(2**tries)
+        else:
+            return None
         details = dict(score.details)
         if attempt.finish_reason == "length":
             details["truncated"] = True
