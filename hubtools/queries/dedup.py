@@ -124,7 +124,8 @@ def candidate_pairs(bands: Iterable[np.ndarray], eligible: np.ndarray) -> np.nda
     band is in memory at a time.
     """
     rows = np.flatnonzero(eligible)
-    found = []
+    count = np.int64(len(eligible))
+    keys = np.empty(0, dtype=np.int64)  # earlier * count + later, sorted and unique
     for column in bands:
         values = column[rows]
         order = np.argsort(values, kind="stable")
@@ -135,14 +136,11 @@ def candidate_pairs(bands: Iterable[np.ndarray], eligible: np.ndarray) -> np.nda
         members = np.flatnonzero(same) + 1  # positions (in sorted order) with a predecessor
         starts = np.flatnonzero(np.r_[True, ~same])
         group_first = starts[np.searchsorted(starts, members, side="right") - 1]
-        later = rows[order[members]]
-        found.append(np.stack([rows[order[group_first]], later], axis=1))
         chain = members[(members - 1) != group_first]
-        found.append(np.stack([rows[order[chain - 1]], rows[order[chain]]], axis=1))
-    if not found:
-        return np.empty((0, 2), dtype=np.int64)
-    pairs = np.concatenate(found)
-    return np.unique(pairs, axis=0)
+        earlier = np.concatenate([rows[order[group_first]], rows[order[chain - 1]]])
+        later = np.concatenate([rows[order[members]], rows[order[chain]]])
+        keys = np.union1d(keys, earlier * count + later)  # one band's pairs at a time
+    return np.stack([keys // count, keys % count], axis=1)
 
 
 def verify_pairs(
