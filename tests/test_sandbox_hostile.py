@@ -275,6 +275,7 @@ def test_no_process_outlives_the_run(how):
         result = SANDBOX.run(box, [PYTHON, "-I", "-B", path, token], limits, writable=True)
         assert result.timed_out == (how == "times-out")
         within(result, limits)
+        assert processes_with(token) == []  # gone when run() returns, not a moment later
         time.sleep(2.0)  # well past the daemon's wake-up
         assert not (box.host / "marker").exists()
         assert processes_with(token) == []

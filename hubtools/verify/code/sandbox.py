@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import select
 import selectors
 import shutil
 import signal
@@ -318,6 +319,7 @@ def _execute(
 def _collect(proc: subprocess.Popen, start: float, limits: Limits, info) -> RunResult:
     out, err, about = bytearray(), bytearray(), bytearray()
     timed_out = limited = False
+    init: int | None = None  # a pidfd of the sandbox's init, once bwrap has told us its pid
     deadline = start + limits.wall_s
     with selectors.DefaultSelector() as sel:
         sel.register(proc.stdout, selectors.EVENT_READ, out)
@@ -343,10 +345,12 @@ def _collect(proc: subprocess.Popen, start: float, limits: Limits, info) -> RunR
                 buf += chunk
                 if buf is err and len(err) > 2 * STDERR_TAIL:
                     del err[: len(err) - STDERR_TAIL]
+                if buf is about and init is None:
+                    init = _open_init(about, proc)
             if len(out) > limits.stdout_bytes:
                 limited = True
                 break
-    _kill(proc, _init_pid(about))
+    _end(proc, init, kill=timed_out or limited)
     returncode = None if (timed_out or limited) else proc.returncode
     proc.stdout.close()
     proc.stderr.close()
@@ -357,29 +361,42 @@ def _collect(proc: subprocess.Popen, start: float, limits: Limits, info) -> RunR
     )  # fmt: skip
 
 
-def _init_pid(info: bytes) -> int | None:
-    """The host pid of the sandbox's init, from bwrap's --info-fd JSON."""
+def _open_init(info: bytes, proc: subprocess.Popen) -> int | None:
+    """A pidfd of the sandbox's init, from bwrap's --info-fd JSON (None until it is complete).
+
+    Safe from pid reuse: bwrap, the init's parent, is still running while we read its info
+    (it has not been waited for), so the pid still names the init or its zombie.
+    """
     try:
-        return int(json.loads(info)["child-pid"])
+        pid = int(json.loads(info)["child-pid"])
     except (ValueError, KeyError, TypeError):
+        return None
+    try:
+        return os.pidfd_open(pid)
+    except OSError:
         return None
 
 
-def _kill(proc: subprocess.Popen, init_pid: int | None) -> None:
-    """End what is left of a run, and return only when it is gone.
+def _end(proc: subprocess.Popen, init: int | None, kill: bool) -> None:
+    """End what is left of a run, and return only when all of it is gone.
 
-    Killing the sandbox's init makes the kernel kill every process in its pid
-    namespace, and the init's exit waits for them all, so once bwrap has reaped it
-    nothing of the run is left. (Killing bwrap first would leave that to an
-    asynchronous death signal.) The init's pid is safe to signal while bwrap, its
-    parent, has not exited: until bwrap reaps it, the pid cannot be reused.
+    The sandbox's init leaving makes the kernel kill every process in its pid
+    namespace, and the init's exit completes only once they are all gone: so we
+    kill the init when the run must stop, and in every case wait for its exit.
+    (bwrap itself may exit a moment before its init does, and killing bwrap would
+    leave the rest to an asynchronous death signal.)
     """
-    if init_pid is not None and proc.poll() is None:
+    if init is not None:
         try:
-            os.kill(init_pid, signal.SIGKILL)
-            proc.wait(timeout=30)  # the kernel is killing the namespace: it finishes
-        except (ProcessLookupError, PermissionError, subprocess.TimeoutExpired):
+            if kill:
+                signal.pidfd_send_signal(init, signal.SIGKILL)
+            poller = select.poll()
+            poller.register(init, select.POLLIN)
+            poller.poll(30_000)  # readable once the init has exited; the kernel finishes fast
+        except OSError:
             pass
+        finally:
+            os.close(init)
     try:
         os.killpg(proc.pid, signal.SIGKILL)  # the group: bwrap itself, or an unsandboxed program
     except (ProcessLookupError, PermissionError):
