@@ -72,3 +72,25 @@ def test_sigkill_during_commits_keeps_acknowledged(fresh_hub, tmp_path, round_):
     # The repo still takes commits on top of what survived.
     api.create_commit(repo, [CommitOperationAdd("after.txt", b"ok")], commit_message="after",
                       repo_type="dataset")  # fmt: skip
+
+
+def test_stale_git_lock_from_a_killed_writer_is_recovered(fresh_hub):
+    """Killed between git's `main.lock` write and its rename: the branch is intact and the
+    next commit must not fail on the leftover lock (the SIGKILL test hits this by chance)."""
+    server = fresh_hub.start()
+    api = HfApi(endpoint=server.url, token=server.token("alice", write=True))
+    api.create_repo("alice/locked", repo_type="dataset")
+    head = api.list_repo_refs("alice/locked", repo_type="dataset").branches[0].target_commit
+    server.kill()
+    refs = server.root / "repos" / "datasets" / "alice" / "locked.git" / "refs"
+    (refs / "heads" / "main.lock").write_text("0" * 40 + "\n")  # what the dead writer left
+    (refs / "tags").mkdir(exist_ok=True)
+    (refs / "tags" / "v1.lock").write_text("0" * 40 + "\n")
+    server.start()
+    close_session()
+    assert api.list_repo_refs("alice/locked", repo_type="dataset").branches[0].target_commit == head
+    info = api.create_commit("alice/locked", [CommitOperationAdd("x.txt", b"x")],
+                             commit_message="after the crash", repo_type="dataset")  # fmt: skip
+    api.create_tag("alice/locked", tag="v1", repo_type="dataset")
+    assert api.list_repo_refs("alice/locked", repo_type="dataset").tags[0].target_commit == info.oid
+    assert not (refs / "heads" / "main.lock").exists()

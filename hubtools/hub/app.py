@@ -67,7 +67,8 @@ class Call:
 
 def error_response(err: HubHTTPError) -> Response:
     # Header values must be printable ASCII: a NUL or CR echoed from a URL would crash h11.
-    safe = "".join(c if " " <= c <= "~" else "?" for c in err.message)
+    # h11 also refuses leading or trailing whitespace in a value.
+    safe = "".join(c if " " <= c <= "~" else "?" for c in err.message).strip()
     headers = {"X-Error-Message": safe[:1000], **err.headers}
     if err.code:
         headers["X-Error-Code"] = err.code

@@ -14,6 +14,7 @@ killed at any point leaves each branch at a commit it had acknowledged.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import re
 import shutil
@@ -36,6 +37,8 @@ from hubtools.hub.errors import (
     entry_not_found,
     revision_not_found,
 )
+
+log = logging.getLogger("hubtools.hub")
 
 REPO_TYPES = ("model", "dataset", "space")
 URL_PREFIXES = {"model": "", "dataset": "datasets/", "space": "spaces/"}
@@ -251,9 +254,11 @@ class GitStore:
 
     @contextmanager
     def write_lock(self, ref: RepoRef) -> Iterator[None]:
-        with open(self.path(ref) / "hubtools.lock", "a") as fh:
+        path = self.path(ref)
+        with open(path / "hubtools.lock", "a") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
+                _remove_stale_git_locks(path)
                 yield
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
@@ -472,6 +477,22 @@ class GitRepo:
         tree = index.write_tree(self.git)
         sig = _signature(user)
         return str(self.git.create_commit(None, sig, sig, message, tree, [self.git[parent].id]))
+
+
+def _remove_stale_git_locks(repo: Path) -> None:
+    """Drop `*.lock` files a killed writer left behind; the caller holds the write lock.
+
+    git (and libgit2) update a ref by writing `main.lock` and renaming it over `main`;
+    a process killed in between leaves the lock, and every later update of that ref
+    fails. Every writer of a repo holds our flock, so while we hold it no git lock can
+    be live: whatever is there is stale, and the ref it guards was never changed.
+    """
+    candidates = [repo / "HEAD.lock", repo / "config.lock", repo / "packed-refs.lock"]
+    candidates += (repo / "refs").rglob("*.lock")
+    for lock in candidates:
+        if lock.is_file():
+            log.warning("removing stale git lock %s (a writer was killed mid-update)", lock)
+            lock.unlink(missing_ok=True)
 
 
 def _parents(path: str) -> list[str]:
