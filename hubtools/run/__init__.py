@@ -1,0 +1,34 @@
+"""The run store: one directory holding everything a pipeline produced, so any stage resumes.
+
+Layout::
+
+    run.yaml                          the configuration, frozen when the run is created
+    queries/part-00000.parquet        the query set, one part per added batch
+    db/shard-00000-of-00001.sqlite    attempts and verdicts, one database per shard
+    db/merged.sqlite                  every shard's rows, refreshed by ``Run.merge_shards``
+
+Durability. A file (``run.yaml``, a query part) is written under a temp name, fsynced
+and linked into place, so a reader sees all of it or none, and two writers cannot
+replace each other's file. Attempts and verdicts go to SQLite in WAL mode with
+``synchronous=FULL``, one transaction per batch: WAL alone survives a killed process
+(the kernel holds what was written), FULL also survives power loss and kernel crashes
+at the price of one fsync per batch. A batch holds minutes of teacher time, so that
+fsync is free next to re-generating what NORMAL could lose.
+
+Rows are immutable: a key ``(query_id, teacher, attempt)`` is written once and a
+second write of it is ignored (first write wins), so a resumed or repeated batch
+never duplicates anything.
+
+Sharding. ``--shard i/N`` gives a worker the queries with ``shard_of(query_id, N) == i``
+and its own database, so N machines write without contending. A run keeps the N its
+first attempts were stored with; ``merge_shards`` unions the shards for readers.
+"""
+
+from hubtools.run._files import shard_of
+from hubtools.run.directory import DEFAULT_CONFIG, QUERY_SCHEMA, RUN_FILE, AddResult, Run
+from hubtools.run.store import AttemptStore, TeacherCounts
+
+__all__ = [
+    "DEFAULT_CONFIG", "QUERY_SCHEMA", "RUN_FILE", "AddResult", "AttemptStore", "Run",
+    "TeacherCounts", "shard_of",
+]  # fmt: skip

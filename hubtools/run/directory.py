@@ -1,0 +1,252 @@
+"""A run directory: the frozen run.yaml and the query set (see the package docstring)."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import yaml
+
+from hubtools.errors import RunStoreError, UsageError
+from hubtools.records import Category, Query
+from hubtools.run._files import (
+    _chunks,
+    _dumps,
+    _json_fields,
+    _publish,
+    _staged,
+    shard_of,
+)
+from hubtools.run.store import AttemptStore
+
+RUN_FILE = "run.yaml"
+DEFAULT_CONFIG: dict[str, Any] = {}
+_PAGE = 1000
+_UNSET = object()
+
+QUERY_SCHEMA = pa.schema(
+    [
+        ("query_id", pa.string()),
+        ("category", pa.string()),
+        ("source", pa.string()),
+        ("messages", pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))),
+        ("reference", pa.string()),
+        ("tests", pa.string()),
+        ("constraints", pa.string()),
+        ("meta", pa.string()),
+    ]
+)
+"""Parquet schema of the query set; free-form fields are JSON text so every part agrees."""
+
+
+@dataclass(slots=True)
+class AddResult:
+    added: int
+    duplicates: int
+
+    def __str__(self) -> str:
+        return f"added {self.added:,} queries, skipped {self.duplicates:,} duplicates"
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@dataclass(slots=True)
+class Run:
+    """A run directory; open one with ``Run.create`` or ``Run.open``."""
+
+    path: Path
+    config: dict[str, Any]
+
+    @classmethod
+    def create(cls, path: Path | str, config: Mapping[str, Any] = DEFAULT_CONFIG) -> Run:
+        """Create a run, or open it and freeze the config sections it does not have yet.
+
+        Each top-level section of run.yaml (`teachers`, `sampling`, `verify`, ...) is
+        frozen by the first stage that brings it: a later stage may add new sections,
+        never change one, so every attempt in a run was made under one config.
+        """
+        path = Path(path)
+        try:
+            config = yaml.safe_load(yaml.safe_dump(dict(config)))
+        except yaml.YAMLError as err:
+            raise RunStoreError(f"the run config must be plain YAML data: {err}") from None
+        if not (path / RUN_FILE).exists():
+            if path.exists() and (not path.is_dir() or any(path.iterdir())):
+                raise RunStoreError(f"{path} exists and is not a run; pick a new directory")
+            (path / "queries").mkdir(parents=True, exist_ok=True)
+            try:
+                with _staged(path / RUN_FILE) as tmp:
+                    tmp.write_text(yaml.safe_dump(config, sort_keys=False))
+                    _publish(tmp, path / RUN_FILE)
+            except FileExistsError:
+                pass  # created concurrently: compare with that one below
+        run = cls.open(path)
+        run._check_frozen(config)
+        if any(k not in run.config for k in config):
+            with run._queries_lock():
+                run = cls.open(path)  # another process may have added sections meanwhile
+                run._check_frozen(config)
+                merged = {**run.config, **{k: v for k, v in config.items() if k not in run.config}}
+                with _staged(path / RUN_FILE) as tmp:
+                    tmp.write_text(yaml.safe_dump(merged, sort_keys=False))
+                    with open(tmp, "rb") as file:
+                        os.fsync(file.fileno())
+                    os.replace(tmp, path / RUN_FILE)
+                run = cls.open(path)
+        return run
+
+    def _check_frozen(self, config: Mapping[str, Any]) -> None:
+        shared = [k for k in config if k in self.config]
+        frozen, given = {k: self.config[k] for k in shared}, {k: config[k] for k in shared}
+        if differences := _diff(frozen, given):
+            raise RunStoreError(
+                f"{self.path} was created with another config ({'; '.join(differences)}); "
+                "use a new run directory, or the config in its run.yaml"
+            )
+
+    @classmethod
+    def open(cls, path: Path | str) -> Run:
+        path = Path(path)
+        try:
+            config = yaml.safe_load((path / RUN_FILE).read_text())
+        except FileNotFoundError:
+            raise RunStoreError(
+                f"{path} is not a run directory (no {RUN_FILE}); "
+                "start one with `hubtools queries add FILE --run PATH`"
+            ) from None
+        except yaml.YAMLError as err:
+            problem = " ".join(str(err).split())  # YAML errors span lines; ours are one
+            raise RunStoreError(f"{path / RUN_FILE} is not valid YAML: {problem}") from None
+        return cls(path, config or {})
+
+    # -- the query set -------------------------------------------------------------------
+
+    def add_queries(self, queries: Iterable[Query]) -> AddResult:
+        """Add new queries as one Parquet part, all or nothing; known query_ids are skipped.
+
+        The input is streamed, so if it raises midway nothing is added.
+        """
+        with self._queries_lock():
+            known = self._query_ids()
+            seen: set[str] = set()
+            result = AddResult(0, 0)
+            dest = self.path / "queries" / f"part-{self._next_part():05d}.parquet"
+            with _staged(dest) as tmp:
+                with pq.ParquetWriter(tmp, QUERY_SCHEMA) as writer:
+                    for chunk in _chunks(queries, 10_000):
+                        ids = pa.array([q.query_id for q in chunk], pa.string())
+                        fresh = []
+                        for query, old in zip(chunk, pc.is_in(ids, known).to_pylist(), strict=True):
+                            if old or query.query_id in seen:
+                                result.duplicates += 1
+                            else:
+                                seen.add(query.query_id)
+                                fresh.append(_json_fields(query.to_dict(), _dumps))
+                        if fresh:
+                            writer.write_table(pa.Table.from_pylist(fresh, schema=QUERY_SCHEMA))
+                            result.added += len(fresh)
+                if result.added:
+                    _publish(tmp, dest)
+        return result
+
+    def iter_queries(
+        self, category: Category | str | None = None, shard: tuple[int, int] | None = None
+    ) -> Iterator[Query]:
+        """Stream the query set, part by part, optionally one category or one shard of it."""
+        wanted = None if category is None else Category.parse(category).value
+        for part in self._parts():
+            for batch in pq.ParquetFile(part).iter_batches(batch_size=_PAGE):
+                if wanted is not None:
+                    batch = batch.filter(pc.equal(batch["category"], wanted))
+                for row in batch.to_pylist():
+                    if shard is None or shard_of(row["query_id"], shard[1]) == shard[0]:
+                        yield Query.from_dict(_json_fields(row, json.loads))
+
+    def count_queries(self) -> int:
+        return sum(pq.ParquetFile(part).metadata.num_rows for part in self._parts())
+
+    def categories(self) -> dict[str, int]:
+        """Number of queries per category, in the order of ``Category``."""
+        counts = dict.fromkeys((c.value for c in Category), 0)
+        for part in self._parts():
+            for item in pq.read_table(part, columns=["category"])["category"].value_counts():
+                counts[item["values"].as_py()] += item["counts"].as_py()
+        return {name: n for name, n in counts.items() if n}
+
+    def _parts(self) -> list[Path]:
+        return sorted((self.path / "queries").glob("part-*.parquet"))
+
+    def _next_part(self) -> int:
+        parts = self._parts()
+        return int(parts[-1].stem.removeprefix("part-")) + 1 if parts else 0
+
+    def _query_ids(self) -> pa.Array:
+        columns = [pq.read_table(p, columns=["query_id"])["query_id"] for p in self._parts()]
+        return pa.chunked_array(columns, pa.string()).combine_chunks()
+
+    @contextmanager
+    def _queries_lock(self) -> Iterator[None]:
+        """One adder at a time, so two adds cannot both take a query or a part number."""
+        with open(self.path / "queries" / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+    # -- attempts and verdicts -----------------------------------------------------------
+
+    def store(self, shard: tuple[int, int] = (0, 1)) -> AttemptStore:
+        """The attempt store of one shard; ``(0, 1)`` is the whole of an unsharded run."""
+        i, n = shard
+        if not 0 <= i < n:
+            raise UsageError(f"bad shard {i}/{n}: need 0 <= i < N")
+        if (count := self.shard_count()) not in (None, n):
+            raise RunStoreError(
+                f"{self.path} stores attempts in {count} shards; use --shard i/{count} "
+                "(a run keeps the split its first attempts were stored with)"
+            )
+        return AttemptStore(self.path / "db" / f"shard-{i:05d}-of-{n:05d}.sqlite", shard=shard)
+
+    def shard_paths(self) -> list[Path]:
+        return sorted((self.path / "db").glob("shard-*-of-*.sqlite"))
+
+    def shard_count(self) -> int | None:
+        """The N of this run's shard databases, or None before any attempt is stored."""
+        counts = {int(p.stem.rsplit("-", 1)[1]) for p in self.shard_paths()}
+        if len(counts) > 1:
+            raise RunStoreError(f"{self.path / 'db'} mixes shard counts {sorted(counts)}")
+        return counts.pop() if counts else None
+
+    def merge_shards(self) -> AttemptStore:
+        """A store with every shard's rows: the only shard if unsharded, else db/merged.sqlite.
+
+        Idempotent: rows already merged are skipped, so it can run after every new batch.
+        """
+        if (self.shard_count() or 1) == 1:
+            return self.store()
+        merged = AttemptStore(self.path / "db" / "merged.sqlite")
+        for path in self.shard_paths():
+            merged.merge_from(path)
+        return merged
+
+
+def _diff(frozen: Any, given: Any, key: str = "") -> list[str]:
+    """What differs between two configs, one ``key: old, new`` line per differing leaf."""
+    if isinstance(frozen, dict) and isinstance(given, dict):
+        return [
+            line
+            for k in sorted(frozen.keys() | given.keys(), key=str)
+            for line in _diff(frozen.get(k, _UNSET), given.get(k, _UNSET), f"{key}{k}.")
+        ]
+    if frozen == given:
+        return []
+    shown = ["unset" if v is _UNSET else repr(v) for v in (frozen, given)]
+    return [f"{key.rstrip('.')}: {shown[0]} in run.yaml, {shown[1]} given"]

@@ -1,0 +1,264 @@
+"""Attempts and verdicts of one shard, in SQLite (see the package docstring)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import astuple, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from hubtools.errors import RunStoreError
+from hubtools.records import PASS_THRESHOLD, Attempt, Verdict
+from hubtools.run._files import (
+    _chunks,
+    _dumps,
+    _json_fields,
+    shard_of,
+)
+
+_PAGE = 1000
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS attempts (
+    query_id TEXT NOT NULL, teacher TEXT NOT NULL, attempt INTEGER NOT NULL,
+    params TEXT NOT NULL, text TEXT NOT NULL, think TEXT, answer TEXT, finish_reason TEXT,
+    prompt_tokens INTEGER, completion_tokens INTEGER, latency_s REAL, model TEXT, error TEXT,
+    started_at REAL, finished_at REAL,
+    PRIMARY KEY (query_id, teacher, attempt)
+);
+CREATE TABLE IF NOT EXISTS verdicts (
+    query_id TEXT NOT NULL, teacher TEXT NOT NULL, attempt INTEGER NOT NULL,
+    verifier TEXT NOT NULL, score REAL NOT NULL, details TEXT NOT NULL,
+    PRIMARY KEY (query_id, teacher, attempt),
+    FOREIGN KEY (query_id, teacher, attempt) REFERENCES attempts
+);
+"""
+_COLUMNS = {
+    "attempts": tuple(f.name for f in fields(Attempt)),
+    "verdicts": tuple(f.name for f in fields(Verdict)),
+}
+_KEY = "a.query_id, a.teacher, a.attempt"
+
+
+@dataclass(slots=True)
+class TeacherCounts:
+    """Progress of one teacher: a query passes once any attempt scores >= the threshold,
+    and fails while it has verdicts but no pass."""
+
+    queries: int = 0
+    attempts: int = 0
+    errors: int = 0
+    passed: int = 0
+    failed: int = 0
+
+    def __add__(self, other: TeacherCounts) -> TeacherCounts:
+        return TeacherCounts(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
+
+
+class AttemptStore:
+    """Attempts and verdicts of one shard in SQLite; a context manager that closes it."""
+
+    def __init__(self, path: Path, shard: tuple[int, int] | None = None):
+        """``shard`` restricts writes to that shard's queries; None accepts any query."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path, self.shard = path, shard
+        self._conn = sqlite3.connect(path, isolation_level=None, timeout=60)
+        self._conn.row_factory = sqlite3.Row
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.execute("PRAGMA foreign_keys=ON")
+        self._conn.executescript(_SCHEMA)
+
+    def __enter__(self) -> AttemptStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def add_attempts(self, attempts: Iterable[Attempt]) -> int:
+        """Commit a batch in one transaction; returns how many were new (the rest existed)."""
+        return self._insert("attempts", attempts)
+
+    def add_verdicts(self, verdicts: Iterable[Verdict]) -> int:
+        """Like ``add_attempts``; each verdict's attempt must be stored already."""
+        try:
+            return self._insert("verdicts", verdicts)
+        except sqlite3.IntegrityError as err:
+            raise RunStoreError(
+                f"{self.path}: a verdict refers to an attempt that is not stored ({err}); "
+                "store attempts before their verdicts"
+            ) from None
+
+    def unfinished(
+        self,
+        teacher: str,
+        query_ids: Iterable[str],
+        *,
+        max_attempts: int,
+        threshold: float = PASS_THRESHOLD,
+    ) -> Iterator[tuple[str, int]]:
+        """``(query_id, next attempt index)`` for each query ``teacher`` should be asked again.
+
+        Skipped: queries that passed, that have an attempt waiting for its verdict (it may
+        pass), and that used up ``max_attempts``. Failed and errored attempts count.
+        """
+        for chunk in _chunks(query_ids, 500):
+            for query_id in chunk:
+                self._check_shard(query_id)
+            marks = ",".join("?" * len(chunk))
+            rows = self._conn.execute(
+                "SELECT a.query_id, MAX(a.attempt), COALESCE(MAX(v.score >= ?), 0),"
+                " SUM(a.error IS NULL AND v.score IS NULL)"
+                " FROM attempts a LEFT JOIN verdicts v USING (query_id, teacher, attempt)"
+                f" WHERE a.teacher = ? AND a.query_id IN ({marks}) GROUP BY a.query_id",
+                (threshold, teacher, *chunk),
+            )
+            stats = {row[0]: tuple(row)[1:] for row in rows}
+            for query_id in chunk:
+                last, passed, waiting = stats.get(query_id, (-1, 0, 0))
+                if not passed and not waiting and last + 1 < max_attempts:
+                    yield query_id, last + 1
+
+    def iter_unverified(self, teacher: str | None = None) -> Iterator[Attempt]:
+        """Attempts without a verdict, errors excluded (there is nothing to verify)."""
+        where = "v.query_id IS NULL AND a.error IS NULL"
+        if teacher is not None:
+            where += " AND a.teacher = ?"
+        rows = self._scan(
+            "SELECT a.* FROM attempts a LEFT JOIN verdicts v USING (query_id, teacher, attempt)",
+            where,
+            () if teacher is None else (teacher,),
+        )
+        for row in rows:
+            yield Attempt.from_dict(_json_fields(dict(row), json.loads))
+
+    def _unverified(self, what: str, teacher: str | None) -> list[tuple[Any, ...]]:
+        """``what`` over the attempts ``iter_unverified`` yields (the same filter)."""
+        where = " AND a.teacher = ?" if teacher is not None else ""
+        return self._conn.execute(
+            f"SELECT {what} FROM attempts a LEFT JOIN verdicts v USING (query_id, teacher, attempt)"
+            f" WHERE v.query_id IS NULL AND a.error IS NULL{where}",
+            () if teacher is None else (teacher,),
+        ).fetchall()
+
+    def count_unverified(self, teacher: str | None = None) -> int:
+        return self._unverified("COUNT(*)", teacher)[0][0]
+
+    def unverified_query_ids(self, teacher: str | None = None) -> set[str]:
+        return {row[0] for row in self._unverified("DISTINCT a.query_id", teacher)}
+
+    def clear_verdicts(self, teacher: str | None = None) -> int:
+        """Drop verdicts so they can be redone (`verify --force`), in one transaction.
+
+        The only way a verdict changes: rows are otherwise immutable. A crash after this
+        leaves attempts unverified, which the next verify picks up.
+        """
+        with self._transaction():
+            if teacher is None:
+                return self._conn.execute("DELETE FROM verdicts").rowcount
+            return self._conn.execute("DELETE FROM verdicts WHERE teacher = ?", (teacher,)).rowcount
+
+    def iter_passed(
+        self, teacher: str, threshold: float = PASS_THRESHOLD
+    ) -> Iterator[tuple[Attempt, Verdict]]:
+        """The first passing attempt of each query, with its verdict, in query_id order."""
+        rows = self._scan(
+            "SELECT a.*, v.verifier, v.score, v.details"
+            " FROM attempts a JOIN verdicts v USING (query_id, teacher, attempt)",
+            "a.teacher = ? AND v.score >= ?",
+            (teacher, threshold),
+        )
+        previous = None
+        for row in rows:
+            if row["query_id"] == previous:
+                continue
+            previous = row["query_id"]
+            values = _json_fields(dict(row), json.loads)
+            yield (
+                Attempt.from_dict({c: values[c] for c in _COLUMNS["attempts"]}),
+                Verdict.from_dict({c: values[c] for c in _COLUMNS["verdicts"]}),
+            )
+
+    def counts(self, threshold: float = PASS_THRESHOLD) -> dict[str, TeacherCounts]:
+        """Per teacher, see ``TeacherCounts``."""
+        result = {
+            teacher: TeacherCounts(queries=queries, attempts=attempts, errors=errors)
+            for teacher, queries, attempts, errors in self._conn.execute(
+                "SELECT teacher, COUNT(DISTINCT query_id), COUNT(*), SUM(error IS NOT NULL)"
+                " FROM attempts GROUP BY teacher"
+            )
+        }
+        for teacher, passed, failed in self._conn.execute(
+            "SELECT teacher, SUM(best >= ?), SUM(best < ?) FROM (SELECT teacher, query_id,"
+            " MAX(score) AS best FROM verdicts GROUP BY teacher, query_id) GROUP BY teacher",
+            (threshold, threshold),
+        ):
+            result[teacher].passed, result[teacher].failed = passed, failed
+        return result
+
+    def merge_from(self, source: Path) -> None:
+        """Copy in another store's rows that are not here yet, in one transaction."""
+        self._conn.execute("ATTACH DATABASE ? AS source", (str(source),))
+        try:
+            with self._transaction():
+                for table, columns in _COLUMNS.items():
+                    names = ", ".join(columns)
+                    self._conn.execute(
+                        f"INSERT INTO main.{table} ({names}) SELECT {names} FROM source.{table}"
+                        " WHERE true ON CONFLICT DO NOTHING"
+                    )
+        finally:
+            self._conn.execute("DETACH DATABASE source")
+
+    def _insert(self, table: str, records: Iterable[Attempt | Verdict]) -> int:
+        columns = _COLUMNS[table]
+        rows = []
+        for record in records:
+            self._check_shard(record.query_id)
+            values = _json_fields(record.to_dict(), _dumps)
+            rows.append(tuple(values[c] for c in columns))
+        marks = ", ".join("?" * len(columns))
+        with self._transaction():
+            before = self._conn.total_changes
+            self._conn.executemany(
+                f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
+                " ON CONFLICT DO NOTHING",
+                rows,
+            )
+            return self._conn.total_changes - before
+
+    def _check_shard(self, query_id: str) -> None:
+        if self.shard is not None and shard_of(query_id, self.shard[1]) != self.shard[0]:
+            i, n = self.shard
+            raise RunStoreError(
+                f"query {query_id} belongs to shard {shard_of(query_id, n)}/{n}, not {i}/{n}; "
+                "take a shard's queries from Run.iter_queries(shard=...)"
+            )
+
+    def _scan(self, select: str, where: str, params: tuple[Any, ...]) -> Iterator[sqlite3.Row]:
+        """Rows in key order, a page per read, so long iterations never pin the WAL."""
+        after: tuple[Any, ...] = ("", "", -1)
+        while True:
+            page = self._conn.execute(
+                f"{select} WHERE {where} AND ({_KEY}) > (?, ?, ?) ORDER BY {_KEY} LIMIT {_PAGE}",
+                (*params, *after),
+            ).fetchall()
+            yield from page
+            if len(page) < _PAGE:
+                return
+            after = (page[-1]["query_id"], page[-1]["teacher"], page[-1]["attempt"])
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
