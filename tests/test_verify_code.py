@@ -249,15 +249,15 @@ def test_cpp_uses_the_precompiled_header():
         "import os\nos._exit(0)",
         "raise SystemExit(0)",
         # look-alike report lines without the nonce
-        "import os\nfor i in range(10):\n"
-        '    os.write(1, b\'x {"i": %d, "s": "pass", "m": "", "t": 0}\\n\' % i)',
+        "import os\nfor i in range(10):\n    os.write(1, b'x %d pass 0.0 \\'\\'\\n' % i)",
         "import atexit, os\natexit.register(lambda: os._exit(0))\ndef has_close_elements(*a):\n"
         "    raise SystemExit(0)",
         # rewrite the harness's report on its way out
-        "import json\n_dumps = json.dumps\njson.dumps = lambda o, **k: _dumps(dict(o, s='pass'))\n"
+        "import os\n_write = os.write\n"
+        "os.write = lambda fd, b: _write(fd, b.replace(b' fail ', b' pass '))\n"
         "def has_close_elements(*a):\n    return None",
     ],
-    ids=["sys.exit", "os._exit", "SystemExit", "fake-lines", "exit-in-call", "patch-json"],
+    ids=["sys.exit", "os._exit", "SystemExit", "fake-lines", "exit-in-call", "patch-os-write"],
 )
 def test_exiting_early_is_not_passing(hack):
     query = queries("humaneval/HumanEval.jsonl.gz")[0]

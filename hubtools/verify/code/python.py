@@ -10,7 +10,7 @@ python3-numpy, python3-sortedcontainers).
 
 from __future__ import annotations
 
-import json
+import ast
 import os
 import secrets
 from dataclasses import dataclass
@@ -78,20 +78,20 @@ class PythonRunner:
     def run_cases(self, prog: PythonProgram, group: PythonCases) -> list[CaseResult]:
         """All cases in one harness process; a case it never reported did not pass."""
         spec = dict(group.spec(), timeout=self.config.timeout_s)
-        spec_path = prog.box.write(f"spec-{secrets.token_hex(4)}.json", json.dumps(spec))
+        spec_path = prog.box.write(f"spec-{secrets.token_hex(4)}.py", ascii(spec))
         nonce = secrets.token_hex(16)
         limits = Limits.from_config(self.config, tests=len(group) + 1)
         argv = [*prog.interpreter, prog.harness, spec_path, prog.program]
         run = self.sandbox.run(prog.box, argv, limits, stdin=nonce.encode())
         reported: dict[int, CaseResult] = {}
-        for line in run.stdout.decode("utf-8", "replace").splitlines():
-            tag, _, payload = line.partition(" ")
-            if tag != nonce:
+        for line in run.stdout.decode("ascii", "replace").split("\n"):
+            fields = line.split(" ", 4)
+            if len(fields) != 5 or fields[0] != nonce:
                 continue
             try:
-                item = json.loads(payload)
-                reported[int(item["i"])] = CaseResult(item["s"], item["t"], item["m"])
-            except (ValueError, KeyError, TypeError):
+                index, message = int(fields[1]), ast.literal_eval(fields[4])
+                reported[index] = CaseResult(fields[2], float(fields[3]), str(message))
+            except (ValueError, SyntaxError):
                 continue
         status = run.status()
         missing = "timeout" if status == "timeout" else "error"
