@@ -217,8 +217,22 @@ def test_default_benchmarks_must_all_load(cleaned, tmp_path):
     assert not (other / FUNNEL_FILE).exists() and Run.open(other).count_queries() == 0
     assert "clean" not in Run.open(other).config  # nothing frozen: choose again
     clean(other, benchmarks=SEEDED_SPECS, progress=False)
-    with pytest.raises(RunStoreError, match="another config"):
+    with pytest.raises(RunStoreError, match="another config .benchmarks differ"):
         clean(other, benchmarks=SEEDED_SPECS[:2], progress=False)
+
+
+def test_run_config_chooses_the_benchmarks(cleaned, tmp_path):
+    """A hand-written, partial `clean:` section in run.yaml: the defaults fill the rest."""
+    rows, run, result = cleaned
+    other = tmp_path / "configured"
+    two = [KNOWN_BENCHMARKS["aime_2024"].to_dict(), KNOWN_BENCHMARKS["aime_2025"].to_dict()]
+    Run.create(other, {"clean": {"benchmarks": two}})  # as a user writes it in run.yaml
+    shutil.copytree(run / "pulled", other / "pulled")
+    configured = clean(other, progress=False)
+    assert [b["name"] for b in configured.benchmarks] == ["aime_2024", "aime_2025"]
+    assert configured.steps[-1].by_benchmark == {"aime_2024": 29, "aime_2025": 30}
+    with pytest.raises(RunStoreError, match=r"\(decontamination.embeddings differ"):
+        clean(other, embeddings=True, progress=False)
 
 
 def test_kill_9_then_rerun_gives_the_same_result(cleaned, tmp_path):

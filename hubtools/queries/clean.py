@@ -152,7 +152,7 @@ def clean(
         embedding_threshold=embedding_threshold,
     )
     if base is not None and base != settings:  # refused before anything is loaded
-        Run.create(opened.path, {SECTION: settings.to_dict()})
+        _refuse(opened.path, base, settings)
     parts = sorted((pool.path / "queries").glob("part-*.parquet"))
     count = _shard_count(opened.path, shard)
     shards = [shard] if shard else [(i, count) for i in range(count)]
@@ -162,11 +162,25 @@ def clean(
     # leaves the run free to be cleaned with other choices.
     loaded = _benchmarks(opened.path, settings, progress)
     inline = Scanner(settings, loaded) if pending and settings.embeddings else None
-    opened = Run.create(opened.path, {SECTION: settings.to_dict()})
+    if base is None:
+        opened = Run.create(opened.path, {SECTION: settings.to_dict()})
     queries = _scan(opened.path, pending, settings, loaded, workers, progress, inline)
     if shard is not None:
         return ScanResult(str(opened.path), shard, len(units), len(pending), queries)
     return _finish(opened, pool, parts, units, settings, loaded, progress, started)
+
+
+def _refuse(run: Path, frozen: CleanSettings, given: CleanSettings) -> None:
+    """A clean whose settings differ from the run's ``clean:`` section (which may list only
+    some keys: the defaults fill in the rest)."""
+    old, new = frozen.to_dict(), given.to_dict()
+    changed = ["benchmarks"] if old["benchmarks"] != new["benchmarks"] else []
+    for section in ("filters", "minhash", "decontamination"):
+        changed += [f"{section}.{k}" for k in new[section] if old[section][k] != new[section][k]]
+    raise RunStoreError(
+        f"{run} was cleaned with another config ({', '.join(changed)} differ from its "
+        f"run.yaml '{SECTION}:' section); use a new run directory, or the run's settings"
+    )
 
 
 def _shard_count(run: Path, shard: tuple[int, int] | None) -> int:
