@@ -46,7 +46,7 @@ from hubtools.run import RUN_FILE, Run
 
 FUNNEL_FILE = "funnel.json"
 REMOVED_FILE = Path("clean") / "removed.parquet"
-BENCHMARKS_FILE = Path("clean") / "benchmarks.json"
+BENCHMARKS_DIR = Path("clean") / "benchmarks"
 UNUSABLE, PULL_DUPLICATES = "unusable rows", "duplicate rows"
 
 
@@ -197,15 +197,20 @@ def _shard_count(run: Path, shard: tuple[int, int] | None) -> int:
 
 
 def _benchmarks(run: Path, settings: CleanSettings, progress: bool) -> list[Benchmark]:
-    """Load every benchmark, pinned to the commit the run first read it at."""
-    path = run / BENCHMARKS_FILE
-    pinned = json.loads(path.read_text()) if path.exists() else {}
+    """Every benchmark's problems, as the run first read them: the problems and their
+    commit are kept in ``RUN/clean/benchmarks/`` (a commit never changes, and
+    LiveCodeBench's files are gigabytes), so later cleans and other shards use the same."""
     loaded = []
     for spec in tqdm(settings.benchmarks, desc="benchmarks", disable=not progress):
-        loaded.append(load_benchmark(spec, commit=pinned.get(spec.name)))
-    commits = {b.spec.name: b.commit for b in loaded}
-    if commits != pinned:
-        _write_atomic(path, json.dumps({**pinned, **commits}, indent=2).encode())
+        path = run / BENCHMARKS_DIR / f"{spec.name}.json"
+        kept = json.loads(path.read_text()) if path.exists() else {}
+        if kept.get("spec") == spec.to_dict():
+            loaded.append(Benchmark(spec, kept["commit"], kept["problems"]))
+            continue
+        benchmark = load_benchmark(spec)
+        record = {"spec": spec.to_dict(), "commit": benchmark.commit}
+        _write_atomic(path, json.dumps({**record, "problems": benchmark.problems}).encode())
+        loaded.append(benchmark)
     return loaded
 
 
