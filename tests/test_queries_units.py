@@ -54,6 +54,11 @@ def test_number_variants_are_never_near_duplicates():
     assert near_duplicates(texts).tolist() == [-1, -1, 0, -1, -1]
 
 
+def test_candidates_that_differ_only_in_numbers():
+    texts = [LONG.format(a=n, b=7) for n in range(10, 30)]
+    assert (near_duplicates(texts) == -1).all()
+
+
 def test_short_queries_match_only_word_for_word():
     texts = ["What is 2+2?", "what is 2 + 2 ?!", "What is 2+3?", "Name a prime.", "Name a prime"]
     texts += ["Name an even number.", "Hi", "Hi!"]

@@ -158,6 +158,8 @@ def verify_pairs(
         return pairs, np.empty(0)
     same_math = math[pairs[:, 0]] == math[pairs[:, 1]]
     pairs = pairs[same_math]
+    if not len(pairs):
+        return pairs, np.empty(0)
     involved = np.unique(pairs)
     table = signatures_of(involved)
     left = table[np.searchsorted(involved, pairs[:, 0])]
