@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from hubtools.errors import UsageError
@@ -18,6 +19,7 @@ from hubtools.queries.dedup import (
     verify_pairs,
 )
 from hubtools.queries.filters import FilterBatch, FilterParams, default_filters, first_removal
+from hubtools.queries.scan import _last_user_turns
 from hubtools.queries.sources import MessagesAdapter, SourceSpec
 from hubtools.queries.text import exact_keys, lowered, math_signatures, tokenize
 from hubtools.records import Category, Query
@@ -191,6 +193,17 @@ def test_clean_of_an_empty_pool_and_of_a_tiny_one(tmp_path):
     Run.open(run / "pulled").add_queries(
         [Query.from_prompt(t, source="s") for t in ("Why is the sky blue?", "why is the SKY blue?")]
     )
+    chat = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Name three rivers in France."},
+        {"role": "assistant", "content": "Seine, Loire, Rhone."},
+        {"role": "user", "content": "And three in Spain?"},
+    ]
+    Run.open(run / "pulled").add_queries([Query.from_prompt(chat, source="s", category="chat")])
     result = clean(run, progress=False)
-    assert (result.queries_in, result.queries_out, result.added) == (2, 1, 1)
+    assert (result.queries_in, result.queries_out, result.added) == (3, 2, 2)
     assert "exact dedup" in str(result)
+    table = pq.read_table(next((run / "pulled" / "queries").glob("part-00001.parquet")))
+    assert _last_user_turns(table["messages"].combine_chunks()).to_pylist() == [
+        "And three in Spain?"
+    ]
