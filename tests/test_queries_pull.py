@@ -161,6 +161,13 @@ def test_bad_sources_are_clear_errors(sources, tmp_path):
     )
     with pytest.raises(DataSourceError, match="no column 'question'.*problem, answer, level"):
         pull(config, tmp_path / "run", progress=False)
+    config.write_text(
+        f"sources:\n  - {{repo: {sources['math']}, category: math, shape: problem,"
+        " fields: {prompt: answer}}\n"  # a column, but no row has a text prompt there
+    )
+    with pytest.raises(DataSourceError, match="none of the first 4 rows"):
+        pull(config, tmp_path / "run", progress=False)
+    assert read_provenance(tmp_path / "run") == {}  # nothing recorded: fix it and pull
     config.write_text("sources:\n  - {repo: nobody/nothing, category: math, shape: problem}\n")
     with pytest.raises(DataSourceError, match="nobody/nothing not found"):
         pull(config, tmp_path / "run", progress=False)

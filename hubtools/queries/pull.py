@@ -186,7 +186,14 @@ def _pull_source(
     try:
         numbered = zip(itertools.count(start), stream, strict=False)
         while chunk := list(itertools.islice(numbered, chunk_rows)):
-            pool.add_queries(_queries(chunk, adapter, entry, what))
+            queries = list(_queries(chunk, adapter, entry, what))
+            if not queries and entry["rows_read"] == 0:
+                example = entry["unusable_examples"][0]
+                raise DataSourceError(
+                    f"{what}: none of the first {len(chunk):,} rows of {spec.repo} could be "
+                    f"used (row {example['row']}: {example['reason']}); check 'fields'"
+                )
+            pool.add_queries(queries)
             entry["rows_read"] = chunk[-1][0] + 1
             _write_state(pool, state)
             bar.update(len(chunk))
