@@ -82,6 +82,8 @@ def read_scan(run: Path, units: list[ScanUnit]) -> ScanTable:
 
 @dataclass(slots=True)
 class Decisions:
+    """Per query (in pool order): why it goes, and what it duplicates."""
+
     reason: np.ndarray  # -1 kept, else a step index into ``names``
     match: np.ndarray  # sorted position of the matched query (duplicates)
     score: np.ndarray
@@ -89,6 +91,8 @@ class Decisions:
 
 
 def decide(scan: ScanTable, settings: CleanSettings, progress: bool) -> Decisions:
+    """Filters, then exact dedup, near dedup and contamination among what is left: each
+    query gets the first step that removes it (the funnel's order)."""
     cols = scan.columns
     count = len(cols["order"])
     names = [f.name for f in default_filters(settings.filters)] + [EXACT, NEAR, CONTAMINATION]
