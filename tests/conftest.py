@@ -30,9 +30,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-_SESSION_PORT = free_port()
-_HF_HOME = tempfile.mkdtemp(prefix="hubtools-hf-home-")
-atexit.register(shutil.rmtree, _HF_HOME, ignore_errors=True)
+# Imported twice (as `conftest` and as `tests.conftest`), this module must not pick a
+# second port or home: the first import's values are kept in the environment.
+if "HUBTOOLS_TEST_HUB_PORT" not in os.environ:
+    os.environ["HUBTOOLS_TEST_HUB_PORT"] = str(free_port())
+    os.environ["HUBTOOLS_TEST_HF_HOME"] = tempfile.mkdtemp(prefix="hubtools-hf-home-")
+    atexit.register(shutil.rmtree, os.environ["HUBTOOLS_TEST_HF_HOME"], ignore_errors=True)
+_SESSION_PORT = int(os.environ["HUBTOOLS_TEST_HUB_PORT"])
+_HF_HOME = os.environ["HUBTOOLS_TEST_HF_HOME"]
 os.environ.update(
     HF_ENDPOINT=f"http://127.0.0.1:{_SESSION_PORT}",
     HF_HUB_DISABLE_XET="1",

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import free_port
 
 from hubtools.records import Query
 from hubtools.run import Run
 from hubtools.teachers import GenerateConfig, generate_shard
-from tests.conftest import free_port
 
 pytest.importorskip("fastapi", reason="needs transformers[serving] (pip install -e '.[dev]')")
 pytest.importorskip("torch", reason="needs torch (pip install torch==2.13.0)")
