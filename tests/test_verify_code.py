@@ -35,6 +35,12 @@ FUNCTION_FILES = [
 ]
 VERIFIER = CodeVerifier()
 
+_NO_SANDBOX = VERIFIER.sandbox.unavailable_reason()
+pytestmark = pytest.mark.skipif(
+    _NO_SANDBOX is not None,
+    reason=f"model code runs only in the sandbox: {_NO_SANDBOX} (apt-get install bubblewrap)",
+)
+
 
 def answer(code: str, language: str = "python") -> str:
     return f"Here is my solution.\n\n```{language}\n{code.strip()}\n```\n"
