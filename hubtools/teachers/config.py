@@ -39,8 +39,10 @@ class TeacherConfig:
     max_concurrency: int = 256
     protocol: str = "chat"
     chat_template: str | None = None  # tokenizer whose template renders prompts for `tgi`
-    stream: bool = True  # long reasoning outputs stream: no read timeout mid-answer
-    request_timeout_s: float = 600.0  # longest silence on a connection before retrying
+    # One JSON answer per request by default: streaming costs client CPU for every token,
+    # which at thousands of long answers in flight is more than two cores can give.
+    stream: bool = False
+    request_timeout_s: float = 3600.0  # longest wait for bytes (a whole answer, unless stream)
     sampling: Sampling | None = None  # overrides the run-wide sampling
 
 
