@@ -543,8 +543,11 @@ def measure_stacks(args, concurrency: int = 1000, requests: int = 4000) -> list[
     rows = []
     workdir = Path(tempfile.mkdtemp(prefix="bench-stacks-", dir=args.tmp))
     fast = argparse.Namespace(**{**vars(args), "tokens": 25})
-    for stack in ("aiohttp", "httpx2", "httpx2-pools", "hf"):
+    for stack in ("aiohttp", "httpx2", "httpx2-pools", "hf-httpx", "hf"):
         server = Server(fast, 0.0, workdir)
+        # hf: hubtools' default transport (aiohttp); hf-httpx: httpx2's own pools.
+        env = {**os.environ, "HUBTOOLS_HTTP_TRANSPORT": "httpx" if stack == "hf-httpx" else
+               "aiohttp"}  # fmt: skip
         try:
             cmd = [sys.executable, str(Path(__file__).resolve()), "--client", f"stack-{stack}",
                    "--url", server.url, "--concurrency", str(concurrency), "--queries",
@@ -552,7 +555,7 @@ def measure_stacks(args, concurrency: int = 1000, requests: int = 4000) -> list[
             before = machine_cpu()
             wall = time.monotonic()
             done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300,
-                                  preexec_fn=pinned(args.client_cpus))  # fmt: skip
+                                  preexec_fn=pinned(args.client_cpus), env=env)  # fmt: skip
             wall = time.monotonic() - wall
             row = json.loads(done.stdout.strip().splitlines()[-1])
             row["machine_cores_busy"] = round((machine_cpu() - before) / wall, 2)

@@ -45,6 +45,11 @@ _pool_size = 0
 # `make_clients` spreads many requests over several small pools instead.
 POOL_CONNECTIONS = 32
 
+# Which HTTP/1.1 stack carries the AsyncInferenceClient's requests: "aiohttp" (the default,
+# hubtools.endpoints_transport: a fraction of the CPU per request) or "httpx" (httpx2's own
+# connection pool, huggingface_hub's default).
+TRANSPORT_ENV = "HUBTOOLS_HTTP_TRANSPORT"
+
 
 def _ensure_connection_pool(connections: int) -> None:
     """Let more requests be in flight than httpx's default pool (100 connections) allows.
@@ -69,14 +74,22 @@ def _ensure_connection_pool(connections: int) -> None:
 
     def factory() -> httpx2.AsyncClient:
         # One SSL context for all clients: building one loads the CA bundle (~20 ms of CPU),
-        # and an endpoint with thousands of requests in flight has many clients.
+        # and an endpoint with thousands of requests in flight has many clients. The
+        # transport is chosen per client, so $HUBTOOLS_HTTP_TRANSPORT applies to new ones.
         nonlocal ssl_context
         if ssl_context is None:
             ssl_context = httpx2.create_ssl_context()
+        if os.environ.get(TRANSPORT_ENV, "aiohttp").lower() == "httpx":
+            return httpx2.AsyncClient(
+                event_hooks=hooks, follow_redirects=True, timeout=None, limits=limits,
+                verify=ssl_context,
+            )  # fmt: skip
+        from hubtools.endpoints_transport import AiohttpTransport
+
+        transport = AiohttpTransport(max_connections=connections, ssl_context=ssl_context)
         return httpx2.AsyncClient(
-            event_hooks=hooks, follow_redirects=True, timeout=None, limits=limits,
-            verify=ssl_context,
-        )  # fmt: skip
+            event_hooks=hooks, follow_redirects=True, timeout=None, transport=transport
+        )
 
     set_async_client_factory(factory)
     _raise_open_files_limit(connections + 256)
