@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 
 
 class AdaptiveLimiter:
@@ -22,18 +23,31 @@ class AdaptiveLimiter:
         self.in_flight = 0
         self._successes = 0
         self._last_cut = 0.0
-        self._cond = asyncio.Condition()
+        # Requests waiting for a slot, first come first served. A slot is handed over by
+        # counting it in `in_flight` before the waiter wakes; a cancelled waiter is skipped.
+        # (An asyncio.Condition costs a lock round trip on every enter and exit: ~25 us of
+        # CPU per request with thousands in flight.)
+        self._waiters: deque[asyncio.Future] = deque()
 
     async def __aenter__(self) -> AdaptiveLimiter:
-        async with self._cond:
-            await self._cond.wait_for(lambda: self.in_flight < self.limit)
+        if self.in_flight < self.limit and not self._waiters:
             self.in_flight += 1
+            return self
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        self._wake()  # the queue may hold only cancelled waiters
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():  # a slot came with the cancellation
+                self.in_flight -= 1
+                self._wake()
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        async with self._cond:
-            self.in_flight -= 1
-            self._cond.notify(1)  # one slot freed: wake one waiter, not all of them
+        self.in_flight -= 1
+        self._wake()
 
     def on_success(self) -> None:
         self._successes += 1
@@ -51,8 +65,9 @@ class AdaptiveLimiter:
         self.limit = max(self.minimum, int(self.limit * self.decrease))
 
     def _wake(self) -> None:
-        async def notify() -> None:
-            async with self._cond:
-                self._cond.notify(1)
-
-        asyncio.get_running_loop().create_task(notify())
+        waiters = self._waiters
+        while waiters and self.in_flight < self.limit:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                self.in_flight += 1
+                waiter.set_result(None)
