@@ -308,7 +308,8 @@ def test_workers_exit_when_their_owner_is_killed(tmp_path):
 
 def test_a_worker_killed_mid_batch_is_replaced_and_its_answers_retried(aime):
     query = Query.from_prompt("q", source="t", category="math", reference=aime[2]["answer"])
-    answers = [f"\\boxed{{{aime[2]['answer'] if i % 3 else 1}}}" for i in range(300)]
+    n = 3000  # long enough that the kill below always lands mid-batch, however fast the CPU
+    answers = [f"\\boxed{{{aime[2]['answer'] if i % 3 else 1}}}" for i in range(n)]
 
     async def main() -> tuple[list[float], list[int], list[int]]:
         async with VerifyPool(VerifyConfig(), workers=2) as pool:
@@ -321,5 +322,5 @@ def test_a_worker_killed_mid_batch_is_replaced_and_its_answers_retried(aime):
             return [s.value for s in scores], before, list(pool.executor._processes)
 
     values, before, after = asyncio.run(main())
-    assert values == [0.0 if i % 3 == 0 else 1.0 for i in range(300)]
+    assert values == [0.0 if i % 3 == 0 else 1.0 for i in range(n)]
     assert not set(before) & set(after)  # a fresh set of workers finished the batch

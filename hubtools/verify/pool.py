@@ -217,10 +217,25 @@ class VerifyPool:
         assert all(s is not None for s in scores)
         return scores  # type: ignore[return-value]
 
-    def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
-            self._executor, self._started, self._starting = None, False, None
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Stop the workers: politely, then by force after `timeout_s`.
+
+        `shutdown(wait=True)` alone can hang forever after a worker was killed (the
+        executor's manager thread waits on a sibling that never exits), which would hang
+        the whole stage at its very end; so it does not wait, and stragglers are killed.
+        """
+        executor = self._executor
+        if executor is None:
+            return
+        processes = list((getattr(executor, "_processes", None) or {}).values())
+        executor.shutdown(wait=False, cancel_futures=True)
+        deadline = time.monotonic() + timeout_s
+        for process in processes:
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
+                process.join(1.0)
+        self._executor, self._started, self._starting = None, False, None
 
     async def aclose(self) -> None:
         try:
