@@ -87,7 +87,7 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
         *,
         max_connections: int = 100,
         ssl_context: ssl.SSLContext | None = None,
-        keepalive_s: float = 30.0,
+        keepalive_s: float = 4.0,  # under uvicorn's 5 s (vLLM, SGLang): no reuse of a closing one
     ):
         self.max_connections, self.keepalive_s = max_connections, keepalive_s
         self.ssl_context = ssl_context
