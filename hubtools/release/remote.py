@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-import httpx
+import httpx2
 from huggingface_hub import HfApi, hf_hub_download
 from huggingface_hub.errors import (
     EntryNotFoundError,
@@ -36,7 +36,7 @@ _SEMVER = re.compile(r"^v(\d+)\.(\d+)\.(\d+)$")
 def is_transient(err: BaseException) -> bool:
     if isinstance(err, HfHubHTTPError) and err.response is not None:
         return err.response.status_code in TRANSIENT_STATUS
-    return isinstance(err, httpx.TransportError | ConnectionError | TimeoutError)
+    return isinstance(err, httpx2.TransportError | ConnectionError | TimeoutError)
 
 
 def retry(call: Callable[[], T], what: str, *, tries: int = RETRIES) -> T:
