@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import difflib
-import gzip
-import json
 import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
 from hubtools.errors import InputFileError, RunStoreError, UsageError
+from hubtools.recordfile import read_records
 from hubtools.records import Category, Query
 from hubtools.run import RUN_FILE, AddResult, Run
 
@@ -60,7 +56,7 @@ def add(
 def read_queries(file: Path, *, category: Category, source: str) -> Iterator[Query]:
     """The records of ``file`` as queries; raises ``InputFileError`` at the first bad one."""
     count = 0
-    for line, record in _records(file):
+    for line, record in read_records(file):
         try:
             query = _to_query(record, category, source)
         except ValueError as err:
@@ -87,51 +83,6 @@ def _add_to_new_run(run: Path, queries: Iterator[Query]) -> AddResult:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return result
-
-
-def _records(file: Path) -> Iterator[tuple[int, Any]]:
-    """``(line or row number, record)`` pairs, by file extension."""
-    name = file.name.lower()
-    if name.endswith(".parquet"):
-        reader = _parquet_records
-    elif name.endswith((".jsonl", ".jsonl.gz", ".ndjson")):
-        reader = _jsonl_records
-    else:
-        raise InputFileError(
-            str(file), None, "unknown file type; use .jsonl, .jsonl.gz or .parquet"
-        )
-    try:
-        yield from reader(file)
-    except (OSError, EOFError, pa.ArrowException) as err:
-        reason = getattr(err, "strerror", None) or " ".join(str(err).split())
-        raise InputFileError(str(file), None, f"cannot read the file ({reason})") from None
-
-
-def _jsonl_records(file: Path) -> Iterator[tuple[int, Any]]:
-    opener = gzip.open if file.name.lower().endswith(".gz") else open
-    with opener(file, "rb") as lines:
-        for number, raw in enumerate(lines, 1):
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise InputFileError(
-                    str(file), number, "not UTF-8 text; save it as UTF-8"
-                ) from None
-            if not text.strip():
-                continue
-            try:
-                yield number, json.loads(text)
-            except json.JSONDecodeError as err:
-                raise InputFileError(
-                    str(file),
-                    number,
-                    f"invalid JSON ({err.msg} at column {err.colno}); write one object per line",
-                ) from None
-
-
-def _parquet_records(file: Path) -> Iterator[tuple[int, Any]]:
-    rows = (row for batch in pq.ParquetFile(file).iter_batches() for row in batch.to_pylist())
-    yield from enumerate(rows, 1)
 
 
 def _to_query(record: Any, category: Category, source: str) -> Query:

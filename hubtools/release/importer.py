@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import difflib
-import gzip
-import json
 import math
 import sqlite3
 from collections.abc import Iterator
@@ -25,10 +23,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
 from hubtools.errors import InputFileError, UsageError
+from hubtools.recordfile import read_records
 from hubtools.records import PASS_THRESHOLD, Attempt, Category, Query, Verdict
 from hubtools.run import RUN_FILE, Run, shard_of
 from hubtools.teachers.reasoning import split_reasoning
@@ -126,7 +122,7 @@ def import_outputs(
         raise UsageError(str(err)) from None
     answers = [
         _to_answer(record, line, file, default_category, source or file.name, model or teacher)
-        for line, record in _records(file)
+        for line, record in read_records(file)
     ]
     if not answers:
         raise InputFileError(str(file), None, "no answers found; write one JSON object per line")
@@ -308,41 +304,6 @@ def _response(a: _Answer) -> str:
 
 
 # -- reading the file ----------------------------------------------------------------------
-
-
-def _records(file: Path) -> Iterator[tuple[int, Any]]:
-    name = file.name.lower()
-    if not file.is_file():
-        raise InputFileError(str(file), None, "no such file")
-    try:
-        if name.endswith(".parquet"):
-            rows = (r for b in pq.ParquetFile(file).iter_batches() for r in b.to_pylist())
-            yield from enumerate(rows, 1)
-        elif name.endswith((".jsonl", ".jsonl.gz", ".ndjson")):
-            yield from _jsonl(file)
-        else:
-            raise InputFileError(str(file), None, "unknown file type; use .jsonl or .parquet")
-    except (OSError, EOFError, pa.ArrowException) as err:
-        reason = getattr(err, "strerror", None) or " ".join(str(err).split())
-        raise InputFileError(str(file), None, f"cannot read the file ({reason})") from None
-
-
-def _jsonl(file: Path) -> Iterator[tuple[int, Any]]:
-    opener = gzip.open if file.name.lower().endswith(".gz") else open
-    with opener(file, "rb") as lines:
-        for number, raw in enumerate(lines, 1):
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise InputFileError(str(file), number, "not UTF-8 text") from None
-            if not text.strip():
-                continue
-            try:
-                yield number, json.loads(text)
-            except json.JSONDecodeError as err:
-                raise InputFileError(
-                    str(file), number, f"invalid JSON ({err.msg} at column {err.colno})"
-                ) from None
 
 
 def _to_answer(
