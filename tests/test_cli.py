@@ -12,8 +12,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 VERBS = [[], ["hub"], ["hub", "serve"], ["hub", "token", "create"], ["hub", "env"],
-         ["queries"], ["queries", "add"], ["status"], ["demo"], ["build"], ["publish"],
-         ["import"]]  # fmt: skip
+         ["queries"], ["queries", "add"], ["queries", "pull"], ["queries", "clean"],
+         ["queries", "export"], ["status"], ["demo"], ["generate"], ["verify"], ["build"],
+         ["publish"], ["import"]]  # fmt: skip
 
 
 def hubtools(*args: str, **kw) -> subprocess.CompletedProcess:
