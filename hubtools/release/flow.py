@@ -221,26 +221,18 @@ def publish_here(
         if not create_pr:
             _revert(ctx, commit, head)
         raise
-    if create_pr:
-        return ctx.result(
-            "pull-request",
-            commit=commit,
-            parent=head.sha,
-            previous=previous,
-            rows=rows,
-            changes=changes,
-            summary=summary,
-            pull_request=pr_url,
-        )
-    _tag(ctx, commit)
+    extra = {"pull_request": pr_url} if create_pr else {}
+    if not create_pr:  # a pull request is tagged once merged, by running publish again
+        _tag(ctx, commit)
     return ctx.result(
-        "published",
+        "pull-request" if create_pr else "published",
         commit=commit,
         parent=head.sha,
         previous=previous,
         rows=rows,
         changes=changes,
         summary=summary,
+        **extra,
     )
 
 

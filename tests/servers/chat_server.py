@@ -199,11 +199,8 @@ class ChatServer:
         await self._record(request)
         return JSONResponse({"object": "list", "data": [{"id": self.model, "object": "model"}]})
 
-    async def _chat(self, request: Request) -> Response:
-        body = await self._record(request)
-        if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
-            error = {"message": "body must be a JSON object with 'messages'", "type": "invalid"}
-            return JSONResponse({"error": error}, status_code=400)
+    async def _answer(self, body: dict[str, Any]) -> Item:
+        """The next scripted item, after its delay, counted as in flight meanwhile."""
         item = self._next(body)
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
@@ -212,6 +209,14 @@ class ChatServer:
                 await asyncio.sleep(item.delay_s)
         finally:
             self.in_flight -= 1
+        return item
+
+    async def _chat(self, request: Request) -> Response:
+        body = await self._record(request)
+        if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+            error = {"message": "body must be a JSON object with 'messages'", "type": "invalid"}
+            return JSONResponse({"error": error}, status_code=400)
+        item = await self._answer(body)
         stream = bool(body.get("stream"))
         if isinstance(item, Fault) and (item.after_chunks is None or not stream):
             content = item.body if isinstance(item.body, str) else json.dumps(item.body)

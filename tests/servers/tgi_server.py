@@ -58,14 +58,7 @@ class TGIServer(ChatServer):
             self.overloaded += 1
             return JSONResponse({"error": "Model is overloaded", "error_type": "overloaded"},
                                 status_code=429)  # fmt: skip
-        item = self._next(body)
-        self.in_flight += 1
-        self.max_in_flight = max(self.max_in_flight, self.in_flight)
-        try:
-            if item.delay_s:
-                await asyncio.sleep(item.delay_s)
-        finally:
-            self.in_flight -= 1
+        item = await self._answer(body)
         stream = request.url.path.endswith("_stream") or bool(body.get("stream"))
         if isinstance(item, Fault) and (item.after_chunks is None or not stream):
             return JSONResponse(item.body, status_code=item.status, headers=item.headers)
