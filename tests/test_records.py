@@ -244,3 +244,26 @@ def test_structured_info_is_json_text(rows_by_category):
 def test_turn_speaker_is_checked():
     with pytest.raises(ValueError, match="'human' or 'assistant'"):
         Turn("user", "Hi")
+
+
+def test_to_dict_is_asdict_with_containers_copied():
+    # to_dict skips asdict's deepcopy of leaves; the result must stay the same, and a
+    # caller changing the dict it got must not change the record.
+    from dataclasses import asdict
+
+    attempt = Attempt(query_id="0" * 32, teacher="t", attempt=1,
+                      params={"seed": 3, "stop": ["</s>"], "extra_body": {"k": [1, {"x": 2}]}},
+                      text="<think>a</think>b", think="a", answer="b")  # fmt: skip
+    verdict = Verdict(query_id="0" * 32, teacher="t", attempt=1, verifier="math", score=1,
+                      details={"gold": ["42"], "nested": {"a": (1, 2)}})  # fmt: skip
+    query = Query.from_prompt(
+        "What is 2 + 2?", source="s", category="math", tests=[{"input": "1"}], meta={"tags": ["x"]}
+    )
+    for record in (attempt, verdict):
+        assert record.to_dict() == asdict(record)
+    assert query.to_dict() == {**asdict(query), "category": "math"}
+    out = attempt.to_dict()
+    out["params"]["extra_body"]["k"][1]["x"] = 99
+    out["params"]["stop"].append("x")
+    assert attempt.params["extra_body"]["k"][1]["x"] == 2 and attempt.params["stop"] == ["</s>"]
+    assert verdict.to_dict()["details"]["nested"]["a"] == (1, 2)

@@ -7,11 +7,11 @@ the shards. The run directory must be on storage every Ray node sees.
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections import Counter
 from pathlib import Path
 
+from hubtools import aio
 from hubtools.errors import UsageError
 from hubtools.teachers.progress import GenerateSummary
 from hubtools.teachers.runner import TeacherStats
@@ -21,11 +21,14 @@ def _shard_task(run: str, config_path: str, i: int, n: int) -> dict:
     import yaml
 
     from hubtools.teachers.config import GenerateConfig
-    from hubtools.teachers.generate import generate_shard
+    from hubtools.teachers.generate import GC_THRESHOLD, generate_shard
 
     config = GenerateConfig.load(Path(config_path))
     raw = yaml.safe_load(Path(config_path).read_text())
-    summary = asyncio.run(generate_shard(Path(run), config, raw.get("verify"), (i, n), False))
+    summary = aio.run(
+        generate_shard(Path(run), config, raw.get("verify"), (i, n), False),
+        gc_threshold=GC_THRESHOLD,
+    )
     return summary.to_dict()
 
 

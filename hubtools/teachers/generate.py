@@ -12,12 +12,18 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hubtools import aio
 from hubtools.errors import UsageError
 from hubtools.run import Run
 from hubtools.teachers.config import GenerateConfig
 from hubtools.teachers.progress import GenerateSummary, Progress
 from hubtools.teachers.runner import TeacherRunner
 from hubtools.teachers.writer import StoreWriter
+
+# The collector's first threshold while generating (CPython's default is 700): see
+# hubtools.aio. 10,000 took generate from 0.93 to 0.63 ms of CPU per answer at 5,000 in
+# flight; larger values gained nothing more.
+GC_THRESHOLD = 10_000
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -170,5 +176,8 @@ def generate(
     if shards is not None:
         raise UsageError("--shards is for --executor ray; run one shard here with --shard i/N")
     selected = parse_shard(shard) if shard else (0, 1)
-    summary = asyncio.run(generate_shard(run, config, raw.get("verify"), selected, progress))
+    summary = aio.run(
+        generate_shard(run, config, raw.get("verify"), selected, progress),
+        gc_threshold=GC_THRESHOLD,
+    )
     return [summary]
