@@ -829,16 +829,19 @@ def reading(args, rows, faults, stacks) -> list[str]:
             "attempt and its verdict (transport failures are retried inside the attempt)."
         )
     hf = next((r for r in stacks if r.get("stack") == "hf" and "cpu_ms" in r), None)
-    if h and hub_faults:
-        lost = sum(r.get("lost") or 0 for r in hub_faults)
+    if h:
+        lost = sum(r.get("lost") or 0 for r in hub_faults) if hub_faults else None
+        saturated, cheap = h["saturation"] >= 0.95, h["client_cpu_ms"] < 1.0
         out.append(
-            f"- The issue's target, read off this run: no lost request under "
-            f"{hub_faults[0]['fault_rate']:.0%} faults: {'met' if not lost else 'NOT met'}. "
-            f"Server saturated at {top:,} in flight: not met here ({h['saturation']:.0%}, "
-            "CPU-bound on a shared machine). Under 1 ms of client CPU per request: not met, "
-            f"{h['client_cpu_ms']:.2f} ms in the main process"
-            + (f", of which huggingface_hub's AsyncInferenceClient alone costs "
-               f"{hf['cpu_ms']:.2f} ms per request (stack table)." if hf else ".")
+            "- The issue's target, read off this run: "
+            + (f"no lost request under {hub_faults[0]['fault_rate']:.0%} faults: "
+               f"{'met' if not lost else f'NOT met ({lost} lost)'}; " if hub_faults else "")
+            + f"server saturated at {top:,} in flight: {'met' if saturated else 'NOT met'} "
+            f"({h['saturation']:.0%} of the target in flight); under 1 ms of client CPU per "
+            f"request: {'met' if cheap else 'NOT met'}, {h['client_cpu_ms']:.2f} ms in the main "
+            "process"
+            + (f" (huggingface_hub's AsyncInferenceClient alone, stack table: "
+               f"{hf['cpu_ms']:.2f} ms per request on the default loop)." if hf else ".")
         )  # fmt: skip
     out += ["", FIXES]
     return out

@@ -155,6 +155,40 @@ def test_teacher_client_many_requests_over_small_pools():
     assert server.max_in_flight > 32  # more than one pool at work
 
 
+def test_streamed_requests_do_not_pile_up_in_one_client():
+    # AsyncInferenceClient keeps each streamed response until the client closes; the
+    # teacher client replaces a client after STREAMS_PER_CLIENT streams, so what is held
+    # stays bounded however many answers are streamed.
+    import gc
+
+    from hubtools.teachers.client import STREAMS_PER_CLIENT
+
+    total = 3 * STREAMS_PER_CLIENT + 10
+    with ChatServer(lambda body: Reply("<think>a</think>ok")) as server:
+        cfg = TeacherConfig(name="t", endpoint=server.url, model="m", max_concurrency=8,
+                            stream=True)  # fmt: skip
+
+        async def go():
+            client = TeacherClient(cfg, Sampling(max_tokens=8), None)
+            query = Query.from_prompt("What is 2 + 3?", category="math", source="t")
+            gate = asyncio.Semaphore(8)
+
+            async def one(i):
+                async with gate:
+                    return await client.complete(query, client.params(query, i))
+
+            results = await asyncio.gather(*(one(i) for i in range(total)))
+            await asyncio.sleep(0.1)  # the retired clients' close() tasks
+            gc.collect()
+            held = sum(type(o) is httpx2.Response for o in gc.get_objects())
+            return results, held, len(client._retired)
+
+        results, held, retired = run(go())
+    assert [r.answer for r in results] == ["ok"] * total
+    assert held <= STREAMS_PER_CLIENT, held
+    assert retired == 0  # every replaced client was closed
+
+
 @pytest.mark.parametrize(
     "fault",
     [Fault(200, after_chunks=2, disconnect=True), Fault(200, after_chunks=1),

@@ -9,16 +9,20 @@ re-ask is a new sample and a re-sent unfinished request is the same one.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from hubtools.endpoints import POOL_CONNECTIONS, endpoint_key, make_clients
+from hubtools.endpoints import POOL_CONNECTIONS, endpoint_key, make_client, make_clients
 from hubtools.errors import UsageError
 from hubtools.records import Query
 from hubtools.teachers.config import Sampling, TeacherConfig
 from hubtools.teachers.reasoning import field_reasoning, split_reasoning
+
+# Streamed requests one AsyncInferenceClient serves before it is replaced (`_after_stream`).
+STREAMS_PER_CLIENT = 128
 
 
 def attempt_seed(query_id: str, teacher: str, attempt: int) -> int:
@@ -53,8 +57,11 @@ class TeacherClient:
             config.endpoint, api_key_env=config.api_key_env, timeout=config.request_timeout_s,
             max_connections=config.max_concurrency,
         )  # fmt: skip
-        self.client = self.clients[0]
         self._free_slots = list(range(len(self.clients) * POOL_CONNECTIONS - 1, -1, -1))
+        self._in_flight: dict[int, int] = {}  # id(client) -> its requests in flight
+        self._streamed = [0] * len(self.clients)  # streamed requests of the current clients[i]
+        self._retired: dict[int, Any] = {}  # replaced clients, closed once their requests end
+        self._closing: set[asyncio.Task] = set()
         self._template = None
 
     def messages(self, query: Query) -> list[dict[str, str]]:
@@ -98,12 +105,46 @@ class TeacherClient:
         # The client from the pool with the lowest free slot (inline: a context manager
         # per request is measurable CPU with thousands in flight).
         slot = self._free_slots.pop() if self._free_slots else None
-        client = self.clients[slot // POOL_CONNECTIONS] if slot is not None else self.client
+        index = slot // POOL_CONNECTIONS if slot is not None else 0
+        client = self.clients[index]
+        key = id(client)
+        self._in_flight[key] = self._in_flight.get(key, 0) + 1
         try:
             return await self._complete(client, query, params)
         finally:
             if slot is not None:
                 self._free_slots.append(slot)
+            self._in_flight[key] -= 1
+            if self.config.stream:
+                self._after_stream(index, client)
+
+    def _after_stream(self, index: int, client) -> None:
+        """Replace a client after STREAMS_PER_CLIENT streamed requests; close it once idle.
+
+        AsyncInferenceClient keeps every streamed response's context on its exit stack until
+        the client is closed (huggingface_hub 2.4), ~14 kB per request: a million streamed
+        answers through one client would hold gigabytes. Closing and replacing the client
+        bounds that; the requests still running on it finish first.
+        """
+        if self.clients[index] is client:
+            self._streamed[index] += 1
+            if self._streamed[index] >= STREAMS_PER_CLIENT:
+                self.clients[index] = self._new_client()
+                self._streamed[index] = 0
+                self._retired[id(client)] = client
+        key = id(client)
+        if key in self._retired and self._in_flight[key] == 0:
+            del self._retired[key], self._in_flight[key]
+            task = asyncio.get_running_loop().create_task(client.close())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    def _new_client(self):
+        return make_client(
+            self.config.endpoint, api_key_env=self.config.api_key_env,
+            timeout=self.config.request_timeout_s,
+            max_connections=min(self.config.max_concurrency, POOL_CONNECTIONS) + 16,
+        )  # fmt: skip
 
     async def _complete(self, client, query: Query, params: dict[str, Any]) -> Completion:
         start = time.monotonic()
