@@ -702,11 +702,12 @@ def report(args, rows, faults, stacks, info: dict, elapsed: float) -> str:
             "## The HTTP stacks alone",
             "",
             "Each stack against the same server with short answers (0.5 s), 1,000 in flight, "
-            "nothing else in the process (no store, no verification, default asyncio loop): "
-            "the CPU one request costs. *hf* is hubtools' TeacherClient: huggingface_hub's "
-            "AsyncInferenceClient.chat_completion over httpx2 pools of "
-            "32 connections; *httpx2* is one httpx2 pool of 1,016 connections, *httpx2-pools* "
-            "pools of 32.",
+            "nothing else in the process (no store, no verification; asyncio's default loop and "
+            "collector settings for all, not hubtools.aio's): the CPU one request costs. *hf* "
+            "is hubtools' TeacherClient: huggingface_hub's AsyncInferenceClient.chat_completion "
+            "over hubtools' aiohttp transport, 32 connections per client; *hf-httpx* the same "
+            "over httpx2's own pools (`HUBTOOLS_HTTP_TRANSPORT=httpx`); *httpx2* is one httpx2 "
+            "pool of 1,016 connections, *httpx2-pools* pools of 32.",
             "",
             "| stack | CPU/request | requests/s | client cores used | machine cores busy |",
             "|---|---|---|---|---|",
@@ -725,8 +726,8 @@ def report(args, rows, faults, stacks, info: dict, elapsed: float) -> str:
 FIXES = """\
 ## What changed in hubtools because of this bench
 
-Before/after numbers from this bench while it was being written (same server, client on
-core 1, 10 s windows; the machine as busy as above):
+Earlier rows come from this bench while it was being written; the machine was shared then
+(load 2-5), so only the before/after gaps within one table mean much.
 
 - *Small connection pools* (`hubtools/endpoints.py`, `hubtools/teachers/client.py`).
   hubtools gave each teacher one httpx pool of `max_concurrency` connections. httpcore's
@@ -734,28 +735,67 @@ core 1, 10 s windows; the machine as busy as above):
   responses), so at 5,000 that walk dominated everything: 180 ms of client CPU per answer,
   20 requests in flight out of 5,000, 5 answers/s; at 1,000, 5.8 ms per answer. Now an
   endpoint gets one AsyncInferenceClient per 32 requests in flight and each request takes
-  a free slot of one of them (and the clients share one SSL context, ~20 ms of CPU each to
-  build). After: 3.6 ms per answer at 1,000 and 3.7 ms at 5,000 (1,400 in flight); with
-  the next change, the tables above.
+  a free slot of one of them (the clients share one SSL context, ~20 ms of CPU each to
+  build). After: 3.6 ms per answer at 1,000 and 3.7 ms at 5,000 (1,400 in flight).
 - *Batched verification* (`hubtools/teachers/generate.py`). Every answer made its own
   round trip to the process pool (pickling, two helper threads, a pipe write, an event-loop
   wake-up, a task in a worker). Answers arriving within 100 ms now go as one batch split
   over the workers: the executor's threads went from ~0.3 to ~0.02 ms per answer and the
   workers from ~1.8 to ~1.2-1.5 ms per answer (Math-Verify itself is ~0.8 ms of that).
+- *aiohttp under AsyncInferenceClient* (`hubtools/endpoints_transport.py`). The endpoint
+  clients are still huggingface_hub's AsyncInferenceClient, but their `httpx2.AsyncClient`
+  sends through an httpx2 transport backed by one aiohttp session per client: httpx2 keeps
+  its client layer (event hooks, headers, redirects, timeouts, decoding) and aiohttp does
+  the HTTP/1.1 exchange in place of httpcore2 + h11, its errors raised as the httpx2
+  exceptions the default transport raises for the same failure
+  (`HUBTOOLS_HTTP_TRANSPORT=httpx` goes back to httpx2's pools). With it, the limiter hands
+  slots to a FIFO of futures instead of an `asyncio.Condition` (27 -> 4 us of CPU per
+  request with 2,000 tasks contending). Stack table at the time (1,000 in flight, short
+  answers, load 4): aiohttp 0.170 ms, httpx2-pools 0.772 ms, hf over httpx2 1.000 ms, hf
+  over aiohttp 0.530 ms per request. hubtools rows, run alternately (load 1.9-2.6): at
+  1,000 in flight 1.70-1.74 -> 1.16-1.26 ms per answer; at 5,000 1.99 -> 1.13-1.19 ms, and
+  in flight 3,370-3,505 -> 4,873-4,942 of 5,000.
+- *The garbage collector, uvloop, the store's rows* (`hubtools/aio.py`,
+  `hubtools/run/store.py`, `hubtools/records.py`). CPU per thread and per answer
+  (`/proc/PID/task`) showed the main thread at ~0.94 of ~1.0 ms, and CPython's collector
+  at a quarter of it: a request in flight holds a few dozen coroutines, futures and dicts,
+  so the allocation count passes the first threshold (700) all the time; young collections
+  promote the in-flight requests, and about one collection in a hundred is a full one over
+  ~750,000 live objects, 0.2-0.4 s each (13 of them in 14 s at 5,000 in flight). `generate`
+  now runs with a first threshold of 10,000 (restored afterwards): in steady state almost
+  nothing is collected, since requests' objects die of their reference counts; cycles are
+  still collected, in fewer batches. 3,000 gave 0.75 ms, 10,000 0.62-0.64 ms, 100,000 no
+  better; `gc.freeze()` after start-up added nothing measurable. The loop is uvloop
+  (`HUBTOOLS_EVENT_LOOP=asyncio` keeps asyncio's): ~7% less CPU per answer. The store
+  writer builds rows from the records' attributes instead of `to_dict()` (whose
+  `dataclasses.asdict` deep-copied every value: 17 us per attempt; `to_dict` itself is now
+  a shallow copy of containers, 6 us). Alternating runs on an idle machine (1-minute load
+  0.4-1.1 when each started; *old* is commit e096ba6, *asyncio* is the new code with
+  `HUBTOOLS_EVENT_LOOP=asyncio`, i.e. the collector and store changes alone):
 
-What is left is huggingface_hub's client itself: the stack table shows one
-AsyncInferenceClient request costing about 1.2 ms of CPU (httpx2 about 0.8 ms of it, even
-with small pools), against 0.19 ms for aiohttp. The design keeps AsyncInferenceClient, so
-that is hubtools' floor per request on this CPU; it is most of the main process's
-~2 ms per answer.
+  | code | run | 1,000: CPU/answer (children) | 5,000: in flight | 5,000: CPU/answer (children) |
+  |---|---|---|---|---|
+  | old | 1 | 0.98 ms (1.87 ms) | 4,971 | 0.98 ms (1.74 ms) |
+  | asyncio | 1 | 0.93 ms (1.92 ms) | 4,992 | 0.70 ms (1.48 ms) |
+  | new | 1 | 0.88 ms (1.72 ms) | 4,997 | 0.59 ms (1.34 ms) |
+  | old | 2 | 1.00 ms (1.89 ms) | 4,967 | 0.95 ms (1.69 ms) |
+  | asyncio | 2 | 1.00 ms (1.96 ms) | 4,992 | 0.68 ms (1.42 ms) |
+  | new | 2 | 0.89 ms (1.77 ms) | 4,997 | 0.61 ms (1.39 ms) |
 
-Not covered: streaming. hubtools' default is `stream: true`; the bench sets `stream: false`
-(sim_server can stream, one SSE event per 25 steps, but a Python server cannot send an event
-per token for 5,000 requests). From reading huggingface_hub 2.4's `_inner_post`: a streamed
-request's response context is pushed on the AsyncInferenceClient's exit stack and only
-released when that client closes, so memory grows with every streamed request. Durability
-differs too: hubtools fsyncs each SQLite batch (`synchronous=FULL`); open-r1's loop flushes
-its JSONL without fsync; the distilabel driver here writes JSONL batches without fsync.
+  The old code's 5,000 rows vary most between runs (0.95-1.13 ms on this machine today,
+  1.13-1.19 ms under load): how many full collections land in a 12 s window decides them.
+- *Streaming keeps memory flat* (`hubtools/teachers/client.py`). huggingface_hub 2.4's
+  `AsyncInferenceClient` pushes every streamed response's context on its exit stack and
+  releases them only when the client closes: `stream: true` grew the client's RSS by
+  ~14 kB per answer (310 -> 815 MB over 35,000 answers at 1,000 in flight; 260 MB flat
+  without streaming). A client is now replaced after 128 streamed requests and closed
+  once its last request ends: RSS stays at ~390 MB over 40,000 streamed answers.
+
+Not measured here: streaming's CPU. The bench sets `stream: false`, hubtools' default
+(sim_server can stream, one SSE event per 25 steps, but a Python server cannot send an
+event per token for 5,000 requests). Durability differs between the clients: hubtools
+fsyncs each SQLite batch (`synchronous=FULL`); open-r1's loop flushes its JSONL without
+fsync; the distilabel driver here writes JSONL batches without fsync.
 """
 
 
@@ -788,9 +828,20 @@ def reading(args, rows, faults, stacks) -> list[str]:
             f"machine used {h['other_cores']:.2f}. Keeping {top:,} in flight with {latency:g} s "
             f"answers means {top / latency:.0f} answers/s, i.e. "
             f"{top / latency * h['client_cpu_children_ms'] / 1000:.1f} cores at this cost per "
-            "answer: it would fit in an otherwise idle 2-core machine (not measured here: this "
-            "one was shared). Real teachers' answers take minutes, not seconds, so the same "
-            "in-flight count needs a tenth of that rate or less."
+            "answer, verification included"
+            + (" (the rest of this machine was idle during the window)."
+               if h["other_cores"] < 0.2 else " (this machine was shared during the window).")
+            + " Real teachers' answers take minutes, not seconds, so the same in-flight count "
+            "needs a tenth of that rate or less."
+        )  # fmt: skip
+    per_level = [by[("hubtools", c)] for c in args.levels if ("hubtools", c) in by]
+    if len(per_level) > 1:
+        out.append(
+            "- hubtools' CPU per answer falls as the load grows ("
+            + ", ".join(f"{r['client_cpu_ms']:.2f} ms at {r['concurrency']:,}" for r in per_level)
+            + "): what runs per cycle rather than per answer (a verification batch and a "
+            "store commit every 100 ms, progress bars, each pass of the event loop) is shared "
+            "by more answers."
         )
     o = by.get(("openr1", top))
     if o:

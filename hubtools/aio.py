@@ -5,11 +5,11 @@ and writes, callbacks) is a measurable share of the client's CPU per request, an
 uvloop does it in C (~7% less CPU per answer at 5,000 in flight,
 bench/teachers_client.md). `HUBTOOLS_EVENT_LOOP=asyncio` keeps the standard loop.
 
-The garbage collector: CPython starts a collection each time 700 more container
-objects exist than before. A request in flight holds a few dozen coroutines, futures
-and dicts, so at 5,000 in flight the count swings past 700 all the time; young
-collections promote the requests' live objects, and every tenth of those ends in a
-full collection over the whole heap (~750,000 objects, 0.3 s each). That was a
+The garbage collector: CPython starts a young collection each time 700 more container
+objects exist than at the last one. A request in flight holds a few dozen coroutines,
+futures and dicts, so at 5,000 in flight the count swings past 700 all the time; each
+young collection promotes the live requests' objects, and about one in a hundred is a
+full collection over the whole heap (~750,000 objects, 0.2-0.4 s each). That was a
 quarter of `generate`'s CPU. `gc_threshold` raises the first threshold while the stage
 runs: requests' objects die of their reference counts, and cycles are still collected,
 only in fewer, larger batches.
