@@ -591,7 +591,9 @@ def versions(peer_python: str) -> dict[str, str]:
     return {
         "machine": f"{os.cpu_count()} cores ({model}), Linux {platform.release()}, "
         f"Python {platform.python_version()}",
-        "hubtools env": pkgs(sys.executable, ["huggingface_hub", "httpx2", "math-verify"]),
+        "hubtools env": pkgs(
+            sys.executable, ["huggingface_hub", "httpx2", "aiohttp", "uvloop", "math-verify"]
+        ),
         "peer venv": pkgs(
             peer_python,
             [
