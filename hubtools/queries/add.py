@@ -2,30 +2,15 @@
 
 from __future__ import annotations
 
-import difflib
 import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from hubtools.errors import InputFileError, RunStoreError, UsageError
-from hubtools.recordfile import read_records
+from hubtools.recordfile import FORMAT_HINT, query_from_record, read_records
 from hubtools.records import Category, Query
 from hubtools.run import RUN_FILE, AddResult, Run
-
-FIELDS = (
-    "prompt",
-    "messages",
-    "category",
-    "source",
-    "reference",
-    "tests",
-    "constraints",
-    "meta",
-    "query_id",
-)
-FORMAT_HINT = "each record needs 'prompt' (a string) or 'messages' (a list of {role, content})"
 
 
 def add(
@@ -58,7 +43,7 @@ def read_queries(file: Path, *, category: Category, source: str) -> Iterator[Que
     count = 0
     for line, record in read_records(file):
         try:
-            query = _to_query(record, category, source)
+            query = query_from_record(record, category=category, source=source)
         except ValueError as err:
             raise InputFileError(str(file), line, str(err)) from None
         count += 1
@@ -83,28 +68,3 @@ def _add_to_new_run(run: Path, queries: Iterator[Query]) -> AddResult:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return result
-
-
-def _to_query(record: Any, category: Category, source: str) -> Query:
-    """A query from one record; null fields count as absent (Parquet has no 'missing')."""
-    if not isinstance(record, dict):
-        raise ValueError(f"expected an object, got {type(record).__name__}; {FORMAT_HINT}")
-    fields = {key: value for key, value in record.items() if value is not None}
-    for key in fields.keys() - set(FIELDS):
-        close = difflib.get_close_matches(key, FIELDS, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(f"unknown field {key!r}{hint}; keep extra data under 'meta'")
-    prompt, messages = fields.pop("prompt", None), fields.pop("messages", None)
-    if (prompt is None) == (messages is None):
-        raise ValueError(f"give exactly one of 'prompt' and 'messages'; {FORMAT_HINT}")
-    if prompt is not None and not isinstance(prompt, str):
-        raise ValueError(f"'prompt' must be a string, got {type(prompt).__name__}")
-    if messages is not None and not isinstance(messages, list):
-        raise ValueError("'messages' must be a list of {role, content} turns")
-    expected_id = fields.pop("query_id", None)
-    fields.setdefault("category", category)
-    fields.setdefault("source", source)
-    query = Query.from_prompt(prompt if prompt is not None else messages, **fields)
-    if expected_id is not None and expected_id != query.query_id:
-        raise ValueError("'query_id' does not match the prompt; drop it to have it computed")
-    return query

@@ -32,7 +32,7 @@ from hubtools.errors import RunStoreError, UsageError
 from hubtools.records import PASS_THRESHOLD, RELEASE_SCHEMA, Category
 from hubtools.release.rows import QueryIndex, passed_in_all, release_row, with_queries
 from hubtools.release.stats import CategoryStats, Funnel, read_funnel_file, teacher_funnel
-from hubtools.run import Run
+from hubtools.run import AttemptStore, Run
 
 DEFAULT_MAX_SHARD_BYTES = 256 * 1024**2
 ROW_GROUP_ROWS = 1000
@@ -187,19 +187,10 @@ def build(
         index = QueryIndex(opened, staging / ".queries.sqlite")
         try:
             stats, writers, sources, model = _write_rows(
-                opened,
-                store,
-                index,
-                teacher,
-                others,
-                threshold,
-                section,
-                staging,
-                max_shard_bytes,
-                max_shard_rows,
-                progress,
-                counts[teacher].passed,
-            )
+                store, index, teacher=teacher, others=others, threshold=threshold,
+                section=section, staging=staging, max_bytes=max_shard_bytes,
+                max_rows=max_shard_rows, progress=progress, total=counts[teacher].passed,
+            )  # fmt: skip
             funnel = _funnel(opened, store.path, index, teacher, others, threshold, stats)
         finally:
             index.close()
@@ -236,19 +227,20 @@ def build(
 
 
 def _write_rows(
-    run,
-    store,
-    index,
-    teacher,
-    others,
-    threshold,
-    section,
-    staging,
-    max_bytes,
-    max_rows,
-    progress,
-    total,
-):  # noqa: ANN001  (internal plumbing of build)
+    store: AttemptStore,
+    index: QueryIndex,
+    *,
+    teacher: str,
+    others: list[str],
+    threshold: float,
+    section: dict[str, Any],
+    staging: Path,
+    max_bytes: int,
+    max_rows: int,
+    progress: bool,
+    total: int,
+) -> tuple[dict[str, CategoryStats], dict[str, _ShardWriter], set[str], str | None]:
+    """Stream the passed rows into per-category shards: (stats, writers, sources, model)."""
     system = section.get("system_prompt") or ""
     writers: dict[str, _ShardWriter] = {}
     stats: dict[str, CategoryStats] = {}

@@ -15,7 +15,6 @@ becomes its next attempt.
 from __future__ import annotations
 
 import asyncio
-import difflib
 import math
 import sqlite3
 from collections.abc import Iterator
@@ -24,22 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from hubtools.errors import InputFileError, UsageError
-from hubtools.recordfile import read_records
+from hubtools.recordfile import query_from_record, read_records
 from hubtools.records import PASS_THRESHOLD, Attempt, Category, Query, Verdict
 from hubtools.run import RUN_FILE, Run, shard_of
 from hubtools.teachers.reasoning import split_reasoning
 
-QUERY_FIELDS = (
-    "prompt",
-    "messages",
-    "category",
-    "source",
-    "reference",
-    "tests",
-    "constraints",
-    "meta",
-    "query_id",
-)
 ANSWER_FIELDS = (
     "output",
     "reasoning",
@@ -316,14 +304,8 @@ def _to_answer(
 
 
 def _parse(record: Any, category: Category, source: str, model: str, line: int) -> _Answer:
-    if not isinstance(record, dict):
-        raise ValueError(f"expected an object, got {type(record).__name__}")
-    fields = {k: v for k, v in record.items() if v is not None}
-    for key in fields.keys() - set(QUERY_FIELDS) - set(ANSWER_FIELDS):
-        close = difflib.get_close_matches(key, (*QUERY_FIELDS, *ANSWER_FIELDS), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(f"unknown field {key!r}{hint}; keep extra data under 'meta'")
-    answer = {k: fields.pop(k) for k in ANSWER_FIELDS if k in fields}
+    query = query_from_record(record, category=category, source=source, other_fields=ANSWER_FIELDS)
+    answer = {k: record[k] for k in ANSWER_FIELDS if record.get(k) is not None}
     output = answer.get("output")
     if not isinstance(output, str):
         raise ValueError("'output' (the teacher's response text) must be a string")
@@ -345,15 +327,6 @@ def _parse(record: Any, category: Category, source: str, model: str, line: int) 
     ppl = answer.get("ppl")
     if ppl is not None and not isinstance(ppl, int | float):
         raise ValueError("'ppl' must be a number")
-    prompt, messages = fields.pop("prompt", None), fields.pop("messages", None)
-    if (prompt is None) == (messages is None):
-        raise ValueError("give exactly one of 'prompt' (a string) and 'messages' (a list)")
-    expected_id = fields.pop("query_id", None)
-    fields.setdefault("category", category)
-    fields.setdefault("source", source)
-    query = Query.from_prompt(prompt if prompt is not None else messages, **fields)
-    if expected_id is not None and expected_id != query.query_id:
-        raise ValueError("'query_id' does not match the prompt; drop it to have it computed")
     split = split_reasoning(output, reasoning)
     return _Answer(
         line=line,

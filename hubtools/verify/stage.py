@@ -16,7 +16,6 @@ is an ``InputFileError`` naming it, and leaves no output.
 from __future__ import annotations
 
 import asyncio
-import difflib
 import gzip
 import json
 import os
@@ -28,13 +27,12 @@ from typing import Any
 from tqdm import tqdm
 
 from hubtools.errors import InputFileError, UsageError
-from hubtools.records import PASS_THRESHOLD, Attempt, Category, Query
+from hubtools.recordfile import query_from_record
+from hubtools.records import PASS_THRESHOLD, Attempt, Query
 from hubtools.run import Run
 from hubtools.verify.base import Score, VerifyConfig
 from hubtools.verify.pool import VerifyPool
 
-QUERY_FIELDS = ("prompt", "messages", "category", "source", "reference", "tests", "constraints",
-                "meta", "query_id")  # fmt: skip
 RESULT_FIELDS = ("score", "verifier", "details")
 BATCH = 1024
 
@@ -254,23 +252,10 @@ def _to_answer(record: Any, default_source: str) -> tuple[Query, str]:
     """The query and answer of one input line (the query fields of ``hubtools queries add``)."""
     if not isinstance(record, dict):
         raise ValueError(f"expected a JSON object, got {type(record).__name__}")
-    fields = {k: v for k, v in record.items() if v is not None and k not in RESULT_FIELDS}
-    answer = fields.pop("answer", None)
+    answer = record.get("answer")
     if not isinstance(answer, str):
         raise ValueError("'answer' (the text to verify) must be a string")
-    for key in fields.keys() - set(QUERY_FIELDS):
-        close = difflib.get_close_matches(key, (*QUERY_FIELDS, "answer"), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(f"unknown field {key!r}{hint}; keep extra data under 'meta'")
-    if "category" not in fields:
-        choices = ", ".join(c.value for c in Category)
-        raise ValueError(f"'category' is required to pick the verifier ({choices})")
-    prompt, messages = fields.pop("prompt", None), fields.pop("messages", None)
-    if (prompt is None) == (messages is None):
-        raise ValueError("give exactly one of 'prompt' (a string) and 'messages' (a list of turns)")
-    expected_id = fields.pop("query_id", None)
-    fields.setdefault("source", default_source)
-    query = Query.from_prompt(prompt if prompt is not None else messages, **fields)
-    if expected_id is not None and expected_id != query.query_id:
-        raise ValueError("'query_id' does not match the prompt; drop it to have it computed")
+    query = query_from_record(
+        record, category=None, source=default_source, other_fields=("answer", *RESULT_FIELDS)
+    )
     return query, answer
