@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 
 from hubtools.errors import DataSourceError, UsageError
-from hubtools.queries.hubdata import open_dataset, resolve_commit
+from hubtools.queries.hubdata import open_spec, resolve_commit
 from hubtools.queries.text import Tokens, lowered, ngrams, tokenize
 
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -113,15 +113,7 @@ def load_benchmark(spec: BenchmarkSpec, commit: str | None = None) -> Benchmark:
     """Read a benchmark's problem texts (at ``commit`` if given); a clear error, never a skip."""
     what = f"benchmark {spec.name}"
     commit = commit or resolve_commit(spec.repo, spec.revision, what)
-    rows = open_dataset(
-        spec.repo,
-        commit=commit,
-        what=what,
-        config=spec.config,
-        split=spec.split,
-        data_files=spec.data_files,
-        streaming=True,
-    )
+    rows = open_spec(spec, commit=commit, what=what)
     columns = rows.column_names
     if columns and spec.field not in columns:
         raise DataSourceError(

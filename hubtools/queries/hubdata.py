@@ -66,6 +66,14 @@ def open_dataset(
         raise DataSourceError(f"{what}: cannot load {repo} ({_one_line(err)})") from None
 
 
+def open_spec(spec: Any, *, commit: str, what: str) -> Any:
+    """``open_dataset`` for a source or benchmark spec (its repo, config, split, data_files)."""
+    return open_dataset(
+        spec.repo, commit=commit, what=what, config=spec.config, split=spec.split,
+        data_files=spec.data_files,
+    )  # fmt: skip
+
+
 def _one_line(err: BaseException) -> str:
     text = " ".join(str(err).split()) or type(err).__name__
     return text if len(text) <= 300 else text[:297] + "..."

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from hubtools.errors import DataSourceError, RunStoreError
-from hubtools.queries.hubdata import open_dataset, resolve_commit
+from hubtools.queries.hubdata import open_spec, resolve_commit
 from hubtools.queries.sources import SourceSpec, read_sources
 from hubtools.records import Query
 from hubtools.run import RUN_FILE, Run
@@ -161,15 +161,7 @@ def _pull_source(
             "unusable_examples": [],
             "done": False,
         }
-    rows = open_dataset(
-        spec.repo,
-        commit=commit,
-        what=what,
-        config=spec.config,
-        split=spec.split,
-        data_files=spec.data_files,
-        streaming=True,
-    )
+    rows = open_spec(spec, commit=commit, what=what)
     adapter = spec.adapter()
     columns = rows.column_names
     if columns and (missing := adapter.columns() - set(columns)):
