@@ -85,17 +85,24 @@ def synthesize(run_dir: Path, rows: int, words: int) -> int:
 
 
 def measured(code: str, env: dict[str, str]) -> tuple[float, float, str]:
-    """(seconds, peak RSS in MB, stdout) of ``python -c code`` in its own process."""
+    """(seconds, peak RSS in MB, stdout) of ``python -c code`` in its own process.
+
+    The peak is the child's own ``VmHWM``, read by the child as it ends. ``ru_maxrss``
+    from ``wait4`` is not used: it keeps the high-water mark from before ``exec``, when
+    the forked child still counted the bench's own pages (~1 GB after synthesizing 1M
+    rows), which made build look like it grew with the data.
+    """
     start = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)  # fmt: skip
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    code += (
+        "\nimport sys\nprint('VmHWM', next(l.split()[1] for l in open('/proc/self/status')"
+        " if l.startswith('VmHWM:')), file=sys.stderr)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     seconds = time.monotonic() - start
     if proc.returncode != 0:
-        raise RuntimeError(f"step failed ({proc.returncode}): {code}")
-    return seconds, usage.ru_maxrss / 1024, out
+        raise RuntimeError(f"step failed ({proc.returncode}): {code}\n{proc.stderr[-2000:]}")
+    peak_kb = int(proc.stderr.rsplit("VmHWM", 1)[1].split()[0])
+    return seconds, peak_kb / 1024, proc.stdout
 
 
 def start_hub(root: Path, port: int) -> tuple[subprocess.Popen, str]:
@@ -208,13 +215,14 @@ def report(results: list[dict], words: int) -> str:
         "",
         f"Machine: {os.cpu_count()} cores ({cpu}), {memory:.0f} GB RAM, Python "
         f"{platform.python_version()}, Linux {platform.release()}. Local Hub on loopback "
-        "(fsync on), same machine. Produced by `python bench/release_build_publish.py`.",
+        "(fsync on), same machine. Produced by `python bench/release_build_publish.py`; "
+        f"1-minute load average {os.getloadavg()[0]:.2f} when the report was written.",
         "",
         f"Rows: one verified answer per query, reasoning of {words} random words from a "
         "5,000-word vocabulary (~1.5 KB, compresses ~3x like real text), categories in the "
-        "paper's shares. Each step runs in its own process; peak RSS is that process's "
-        "`ru_maxrss`. `publish` includes hashing the folder, the LFS uploads, the commit, "
-        "reading every config back with `load_dataset` (download + Arrow conversion + "
+        "paper's shares. Each step runs in its own process; peak RSS is that process's own "
+        "`VmHWM` (see `measured`). `publish` includes hashing the folder, the LFS uploads, "
+        "the commit, reading every config back with `load_dataset` (download + Arrow conversion + "
         "content hash: the `all` config reads every file a second time) and the tag.",
         "",
         "| rows | reasoning text | Parquet | files | build | build rows/s | build peak RSS | "
