@@ -2,7 +2,7 @@
 
 For each size: synthesize a run store straight through the run's own writers (queries as
 one Parquet part, attempts and verdicts with ``AttemptStore``), then time, each in its
-own process so peak RSS is that step's alone (``os.wait4``):
+own process so peak RSS is that step's alone (its ``VmHWM``):
 
 - ``hubtools build`` (streaming Parquet writer),
 - ``hubtools publish`` to a local Hub on loopback (hash, LFS upload, one commit, then
