@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from hubtools.errors import InputFileError, UsageError
+from hubtools.reasoning import split_reasoning
 from hubtools.recordfile import query_from_record, read_records
 from hubtools.records import PASS_THRESHOLD, Attempt, Category, Query, Verdict
 from hubtools.run import RUN_FILE, Run, shard_of
-from hubtools.teachers.reasoning import split_reasoning
 
 ANSWER_FIELDS = (
     "output",

@@ -16,9 +16,9 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from hubtools.reasoning import split_reasoning
 from hubtools.records import Attempt, Query, ReleaseRow, Turn, TurnInfo, Verdict
 from hubtools.run import AttemptStore, Run
-from hubtools.teachers.reasoning import split_reasoning
 
 _PAGE = 1000
 _ROLE = {"user": "human", "assistant": "assistant"}

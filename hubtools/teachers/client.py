@@ -17,9 +17,9 @@ from typing import Any
 
 from hubtools.endpoints import POOL_CONNECTIONS, endpoint_key, make_client, make_clients
 from hubtools.errors import UsageError
+from hubtools.reasoning import field_reasoning, split_reasoning
 from hubtools.records import Query
 from hubtools.teachers.config import Sampling, TeacherConfig
-from hubtools.teachers.reasoning import field_reasoning, split_reasoning
 
 # Streamed requests one AsyncInferenceClient serves before it is replaced (`_after_stream`).
 STREAMS_PER_CLIENT = 128

@@ -6,6 +6,9 @@ content. The split follows vLLM's parser, the de-facto rule
 (shared/specs/inference-protocols.md): drop one leading `<think>`; no `</think>`
 at all means everything is reasoning and the answer is missing (truncation);
 otherwise split at the first `</think>`.
+
+Shared by the stages that take answers in: `generate` (from endpoints), `import` and
+`build` (from files and the run store), so every one splits the same way.
 """
 
 from __future__ import annotations
