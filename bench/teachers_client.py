@@ -791,7 +791,7 @@ Earlier rows come from this bench while it was being written; the machine was sh
   releases them only when the client closes: `stream: true` grew the client's RSS by
   ~14 kB per answer (310 -> 815 MB over 35,000 answers at 1,000 in flight; 260 MB flat
   without streaming). A client is now replaced after 128 streamed requests and closed
-  once its last request ends: RSS stays at ~390 MB over 40,000 streamed answers.
+  once its last request ends: RSS levels off at ~345 MB over 40,000 streamed answers.
 
 Streaming's CPU, measured apart (1,000 in flight, `stream: true`, sim_server's
 `--stream-every`, per-thread CPU from /proc over 15 s): 2.76 ms per answer with 20 SSE
