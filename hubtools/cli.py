@@ -175,7 +175,11 @@ def generate(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
-    """Ask every teacher every query until its answer verifies; resumable after any crash."""
+    """Ask every teacher every query until its answer verifies; resumable after any crash.
+
+    Environment: HUBTOOLS_EVENT_LOOP=asyncio runs on asyncio's loop instead of uvloop;
+    HUBTOOLS_HTTP_TRANSPORT=httpx sends through httpx2's pools instead of aiohttp.
+    """
     from hubtools.teachers import generate as run_generate
 
     summaries = run_generate(

@@ -58,7 +58,7 @@ class TeacherClient:
             max_connections=config.max_concurrency,
         )  # fmt: skip
         self._free_slots = list(range(len(self.clients) * POOL_CONNECTIONS - 1, -1, -1))
-        self._in_flight: dict[int, int] = {}  # id(client) -> its requests in flight
+        self._in_flight: dict[int, int] = {}  # id(client) -> its streams in flight
         self._streamed = [0] * len(self.clients)  # streamed requests of the current clients[i]
         self._retired: dict[int, Any] = {}  # replaced clients, closed once their requests end
         self._closing: set[asyncio.Task] = set()
@@ -107,15 +107,15 @@ class TeacherClient:
         slot = self._free_slots.pop() if self._free_slots else None
         index = slot // POOL_CONNECTIONS if slot is not None else 0
         client = self.clients[index]
-        key = id(client)
-        self._in_flight[key] = self._in_flight.get(key, 0) + 1
+        streaming = self.config.stream
+        if streaming:  # counted for _after_stream only: a whole answer leaves nothing held
+            self._in_flight[id(client)] = self._in_flight.get(id(client), 0) + 1
         try:
             return await self._complete(client, query, params)
         finally:
             if slot is not None:
                 self._free_slots.append(slot)
-            self._in_flight[key] -= 1
-            if self.config.stream:
+            if streaming:
                 self._after_stream(index, client)
 
     def _after_stream(self, index: int, client) -> None:
@@ -126,13 +126,14 @@ class TeacherClient:
         answers through one client would hold gigabytes. Closing and replacing the client
         bounds that; the requests still running on it finish first.
         """
+        key = id(client)
+        self._in_flight[key] -= 1
         if self.clients[index] is client:
             self._streamed[index] += 1
             if self._streamed[index] >= STREAMS_PER_CLIENT:
                 self.clients[index] = self._new_client()
                 self._streamed[index] = 0
-                self._retired[id(client)] = client
-        key = id(client)
+                self._retired[key] = client
         if key in self._retired and self._in_flight[key] == 0:
             del self._retired[key], self._in_flight[key]
             task = asyncio.get_running_loop().create_task(client.close())
