@@ -50,11 +50,16 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 def run(main: Coroutine[Any, Any, T], *, gc_threshold: int | None = None) -> T:
     """`asyncio.run` on the loop `loop_factory` picks, with `gc_threshold` (the collector's
     first threshold) while it runs; the previous thresholds come back afterwards."""
+    try:
+        factory = loop_factory()
+    except UsageError:
+        main.close()  # never started: no "coroutine was never awaited" warning after the error
+        raise
     before = gc.get_threshold()
     if gc_threshold is not None:
         gc.set_threshold(gc_threshold, *before[1:])
     try:
-        with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        with asyncio.Runner(loop_factory=factory) as runner:
             return runner.run(main)
     finally:
         gc.set_threshold(*before)

@@ -47,3 +47,7 @@ def test_bad_loop_name_is_a_usage_error(monkeypatch):
     monkeypatch.setenv(aio.LOOP_ENV, "trio")
     with pytest.raises(UsageError, match="HUBTOOLS_EVENT_LOOP must be"):
         aio.loop_factory()
+    stage = _seen()
+    with pytest.raises(UsageError, match="HUBTOOLS_EVENT_LOOP must be"):
+        aio.run(stage, gc_threshold=12_345)
+    assert stage.cr_frame is None  # closed, not left to warn "never awaited"
