@@ -3,21 +3,33 @@
 Every stage raises a subclass of :class:`HubtoolsError` with a message that is
 one line saying what went wrong and how to fix it; the CLI prints that line and
 exits non-zero instead of showing a traceback.
+
+Exit codes, the same for every verb (the README's table is this one):
+
+====  ==================================================================
+0     done
+1     the operation failed (a server, the Hub, a busy shard, an empty release)
+2     the command line, a config or an input file is wrong: fix it and re-run
+3     partial: some teachers finished, others stopped (``generate``)
+130   interrupted (Ctrl-C); every stage resumes where it stopped
+====  ==================================================================
 """
 
 from __future__ import annotations
+
+EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 1, 2, 3, 130
 
 
 class HubtoolsError(Exception):
     """Base class: a failure with a one-line, user-facing message."""
 
-    exit_code = 1
+    exit_code = EXIT_FAILED
 
 
 class UsageError(HubtoolsError):
     """Bad arguments or configuration given by the user."""
 
-    exit_code = 2
+    exit_code = EXIT_USAGE
 
 
 class InputFileError(UsageError):
@@ -30,7 +42,21 @@ class InputFileError(UsageError):
 
 
 class RunStoreError(HubtoolsError):
-    """A run directory is missing, corrupt or used inconsistently."""
+    """A run directory is corrupt or used inconsistently."""
+
+
+class NotARunError(RunStoreError):
+    """The path given as a run is missing, a file, or a directory that is not a run."""
+
+    exit_code = EXIT_USAGE
+
+
+class RunBusyError(RunStoreError):
+    """Another live process holds the shard (or run) this stage would write."""
+
+
+class EmptyReleaseError(HubtoolsError):
+    """A build would write a release with no rows (and the user did not ask for one)."""
 
 
 class LocalHubError(HubtoolsError):
