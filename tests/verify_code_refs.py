@@ -4,6 +4,8 @@ Keyed by the record's index in its file; each was checked by hand against the
 problem statement, and the tests check each against the file's own cases.
 """
 
+import ast
+
 CODEFORCES_PY = {
     0: """
 t = int(input())
@@ -226,3 +228,40 @@ def test_old_warns():
 """,
     ),
 ]
+
+
+# --- real problems as KodCode-style pytest modules ------------------------------------------
+# KodCode stores test modules that call the solution's functions without importing them
+# (its runner prepends `from solution import *`). These turn the real problems in
+# ../shared/data/code into such modules: each assert becomes a `def test_N():`, and no
+# module imports anything from `solution`.
+
+
+def _test_function(n: int, statements: list[str]) -> str:
+    body = "\n".join(statements)
+    return f"def test_{n}():\n" + "".join(f"    {line}\n" for line in body.splitlines())
+
+
+def kodcode_mbpp(record: dict) -> str:
+    """MBPP's asserts (PRIME's new_mbpp), one test function each, its imports on top."""
+    tests = [_test_function(n, [a]) for n, a in enumerate(record["test_list"])]
+    return "\n".join([*record.get("test_imports", []), "", *tests])
+
+
+def kodcode_humaneval(record: dict) -> str:
+    """HumanEval's check(candidate), called on the entry point by name."""
+    return f"{record['test']}\n\ndef test_check():\n    check({record['entry_point']})\n"
+
+
+def kodcode_leetcode(script: str) -> str:
+    """PRIME's `my_solution = Solution()` script: one test per assert, each with its own
+    `Solution()` and the `test_input` assigned before it."""
+    body = ast.parse(script).body
+    head = [ast.unparse(s) for s in body[:1]]  # my_solution = Solution()
+    tests, pending = [], []
+    for stmt in body[1:]:
+        pending.append(ast.unparse(stmt))
+        if isinstance(stmt, ast.Assert):
+            tests.append(_test_function(len(tests), head + pending))
+            pending = []
+    return "\n".join(tests)

@@ -12,8 +12,10 @@
   (HumanEval). The entry point may be an expression (``Solution().twoSum``), or
   come from a trailing ``check(...)`` call in the module (DeepCoder's LeetCode);
   each top-level statement of ``check`` that asserts is one case;
-- ``{"pytest": str}``: a pytest module that imports the program as ``solution``
-  (KodCode); each ``test_*`` function (or ``Test*`` class method) is one case.
+- ``{"pytest": str}``: a pytest module (KodCode), run as KodCode's runner runs it:
+  after ``from solution import *``, so it may call the program's functions without
+  importing them, or import them from ``solution`` itself; each ``test_*`` function
+  (or ``Test*`` class method) is one case.
 
 Python objects may add ``"prelude": "leetcode"``: LeetCode's implicit imports
 (``List``, ``Counter``, ``inf``, ``ListNode``...) run before the program.

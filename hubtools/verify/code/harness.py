@@ -164,6 +164,10 @@ def run_pytest(spec, report, timeout):
     sys.modules["test_solution"] = tests
 
     def load():
+        # KodCode's runner writes its test file as `from solution import *` + the stored
+        # module, and many stored modules call the solution's functions without importing
+        # them: Python's own import statement gives the same names (public ones, or __all__).
+        exec(compile("from solution import *", "test_solution.py", "exec"), tests.__dict__)
         exec(compile(spec["setup"], "test_solution.py", "exec"), tests.__dict__)
 
     status, message, _, _ = attempt(timeout, load)

@@ -5,7 +5,8 @@ the sandbox shows /usr and nothing of $HOME, so a pyenv or venv Python there
 would not exist. `HUBTOOLS_SANDBOX_PYTHON` (or `CodeVerifier(python=...)`)
 picks another; one outside /usr has its installation prefix bound read-only.
 Programs see the packages of that interpreter only (e.g. Debian's
-python3-numpy, python3-sortedcontainers).
+python3-numpy, python3-pandas, python3-sortedcontainers), with numerical
+libraries held to one thread (`THREADS`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from hubtools.verify.code.results import CaseResult, run_stdio
 from hubtools.verify.code.sandbox import SANDBOX_UID, Box, Limits, Sandbox, reachable
 
 DEFAULT_PYTHON = "/usr/bin/python3"
+# One thread per BLAS/OpenMP pool: verification already runs a sandbox per core, and an
+# OpenBLAS starting a thread per core would pass the sandbox's process limit (and exit).
+THREADS = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 _PACKAGE = files("hubtools.verify.code")
 _HARNESS = _PACKAGE.joinpath("harness.py").read_text()
 _SHIM = _PACKAGE.joinpath("pytest_shim.py").read_text()
@@ -58,6 +62,7 @@ class PythonRunner:
     def load(self, box: Box, program: str) -> PythonProgram:
         """Write the program, the harness and the pytest shim into the box."""
         (box.host / "shim").mkdir(mode=0o755)
+        box.env.update(THREADS)
         box.write("shim/pytest.py", _SHIM)
         real = Path(self.python).resolve()
         python = self.python

@@ -2,9 +2,10 @@
 
 Each run is a fresh `bwrap` sandbox: every namespace unshared (no network, not
 even the host's loopback; its own pids, so it sees and signals nothing outside
-and nothing survives it), a read-only view of /usr only (no /etc, no $HOME, no
-project directory), the program's files read-only at /box, and a fresh
-size-capped tmpfs at /tmp as the only writable place. The environment is
+and nothing survives it), a read-only view of /usr only (no $HOME, no project
+directory, and of /etc only /etc/alternatives: Debian's links that pick, e.g.,
+the BLAS library numpy loads), the program's files read-only at /box, and a
+fresh size-capped tmpfs at /tmp as the only writable place. The environment is
 rebuilt from nothing. Limits are set inside the sandbox by util-linux `prlimit`
 (so RLIMIT_NPROC counts only this sandbox's processes: the kernel counts them
 per user namespace), and at the wall clock the sandbox's init is killed, which
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 BOX = "/box"  # where the program's files appear inside the sandbox
 SANDBOX_UID = 65534  # `nobody`, inside the sandbox and (when we are root) outside it
 PRLIMIT = "/usr/bin/prlimit"
+ALTERNATIVES = "/etc/alternatives"  # Debian's alternatives links (see _system_view)
 ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/tmp"}
 STDERR_TAIL = 4096
 
@@ -131,6 +133,7 @@ class Box:
     host: Path
     inside: str  # the path programs use: BOX, or `host` itself when unsandboxed
     binds: dict[str, Path] = field(default_factory=dict)  # more read-only dirs: inside -> host
+    env: dict[str, str] = field(default_factory=dict)  # set on top of ENV for every run
 
     def write(self, name: str, data: str | bytes, mode: int = 0o644) -> str:
         path = self.host / name
@@ -209,7 +212,7 @@ class Sandbox:
                 )
                 cmd, scratch = [], tempfile.mkdtemp(prefix="hubtools-scratch-")
             cmd += limits.prlimit_args() + list(argv)
-            return _execute(cmd, stdin, limits, sandboxed, cwd=scratch)
+            return _execute(cmd, stdin, limits, sandboxed, cwd=scratch, env=box.env)
         finally:
             if scratch:
                 shutil.rmtree(scratch, ignore_errors=True)
@@ -219,6 +222,8 @@ class Sandbox:
         argv += ["--bind" if writable else "--ro-bind", str(box.host), BOX]
         for inside, host in box.binds.items():
             argv += ["--ro-bind", str(host), inside]
+        for key, value in box.env.items():
+            argv += ["--setenv", key, value]
         return argv + ["--remount-ro", "/dev", "--remount-ro", "/", "--chdir", "/tmp", "--"]
 
 
@@ -232,7 +237,11 @@ def reachable(path: Path) -> bool:
 
 
 def _system_view() -> list[str]:
-    """/usr read-only, plus the usual top-level links into it (merged-/usr or not)."""
+    """/usr read-only, plus the usual top-level links into it (merged-/usr or not).
+
+    And /etc/alternatives: /usr's libblas.so.3 and liblapack.so.3 are links through it,
+    so without it numpy cannot load. It holds only links, most of them back into /usr.
+    """
     flags = ["--ro-bind", "/usr", "/usr"]
     for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
         top = Path("/") / name
@@ -240,6 +249,8 @@ def _system_view() -> list[str]:
             flags += ["--symlink", os.readlink(top), str(top)]
         elif top.is_dir():
             flags += ["--ro-bind", str(top), str(top)]
+    if Path(ALTERNATIVES).is_dir():
+        flags += ["--ro-bind", ALTERNATIVES, ALTERNATIVES]
     return flags
 
 
@@ -284,8 +295,9 @@ def _probe(sandbox: Sandbox) -> str | None:
 
 
 def _execute(
-    cmd: list[str], stdin: bytes, limits: Limits, sandboxed: bool, cwd: str | None = None
-) -> RunResult:
+    cmd: list[str], stdin: bytes, limits: Limits, sandboxed: bool, cwd: str | None = None,
+    env: dict[str, str] | None = None,
+) -> RunResult:  # fmt: skip
     """Start cmd in its own process group, feed stdin, collect capped output, enforce the clock."""
     drop = os.geteuid() == 0 and sandboxed
     stdin_fd = os.memfd_create("stdin", os.MFD_CLOEXEC)  # no pipe to deadlock on
@@ -300,7 +312,7 @@ def _execute(
         start = time.monotonic()
         proc = subprocess.Popen(
             cmd, stdin=stdin_fd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            pass_fds=(info_w,) if sandboxed else (), env=dict(ENV), cwd=cwd,
+            pass_fds=(info_w,) if sandboxed else (), env={**ENV, **(env or {})}, cwd=cwd,
             start_new_session=True, user=SANDBOX_UID if drop else None,
             group=SANDBOX_UID if drop else None, extra_groups=[] if drop else None,
         )  # fmt: skip
