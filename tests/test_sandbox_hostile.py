@@ -142,14 +142,16 @@ def read(path):
     return os.listdir(path) if os.path.isdir(path) else open(path).read()
 out = {{k: attempt(lambda p=p: read(p)) for k, p in targets.items()}}
 out["/"] = sorted(os.listdir("/"))
+out["/etc"] = sorted(os.listdir("/etc"))
 print(json.dumps(out))
 """
     result = run_py(code)
     outcome = report(result)
     for key in targets:
         assert outcome[key] in ("FileNotFoundError", "PermissionError"), (key, outcome[key])
-    assert outcome["/"] == sorted(["bin", "box", "dev", "lib", "lib64", "proc", "sbin", "tmp",
-                                   "usr"])  # fmt: skip
+    assert outcome["/"] == sorted(["bin", "box", "dev", "etc", "lib", "lib64", "proc", "sbin",
+                                   "tmp", "usr"])  # fmt: skip
+    assert outcome["/etc"] == ["alternatives"]  # Debian's links (libblas.so.3...), nothing else
     assert b"root:" not in result.stdout
     within(result)
 

@@ -33,6 +33,25 @@ QUESTION = "Which gas do plants absorb? (A) O2 (B) CO2 (C) N2 (D) H2"
         ("(A) is wrong and (B) is right", ["A", "B"]),
         ("I first thought Answer: A, but the final answer is B", ["B"]),  # the conclusion wins
         ("Answer: B. Option A is wrong since O2 is released.", ["B"]),  # a mention, no answer
+        # an option written with its text, boxed, stated or alone
+        (r"\boxed{\text{(B) CO2}}", ["B"]),
+        (r"\boxed{(B) CO2}", ["B"]),
+        (r"$\boxed{\textbf{(B)}\ \text{CO2}}$", ["B"]),
+        (r"\boxed{B. CO2}", ["B"]),
+        (r"\boxed{B) CO2}", ["B"]),
+        (r"So \boxed{\text{(B) CO2}}: (A) and (C) are not absorbed.", ["B"]),  # the box wins
+        (r"Answer: \text{(B) CO2}", ["B"]),
+        ("The correct answer is (B) CO2.", ["B"]),
+        (r"\text{(B) CO2}", ["B"]),
+        (r"$\text{(B) CO2}$", ["B"]),
+        ("(B) CO2", ["B"]),
+        ("**(B) CO2**", ["B"]),
+        ("B. CO2", ["B"]),
+        (r"\boxed{\text{(B) CO2 or (D) H2}}", ["B", "D"]),  # hedging inside one box
+        (r"\boxed{\text{(B) CO2}} \boxed{D}", ["B", "D"]),
+        ("(B) CO2 or (D) H2", ["B", "D"]),
+        ("A. O2 is released.\nC. N2 is inert.\nD. H2 is not used.", []),  # options reviewed
+        (r"\boxed{A.5}", []),
     ],
 )
 def test_choice_letter_extraction(answer, letters):
@@ -60,6 +79,25 @@ def test_multiple_choice_scores():
     assert hedged.value == 0.0 and hedged.details["reason"].startswith("hedging")
     missing = verifier.verify(_science("B"), "Carbon dioxide.")
     assert missing.value == 0.0 and "no option letter" in missing.details["reason"]
+
+
+@pytest.mark.parametrize("reference", ["B", "(B)"])
+@pytest.mark.parametrize(
+    "answer", [r"\text{(B) CO2}", "(B) CO2", r"\boxed{\text{(B) CO2}}", r"\boxed{(B) CO2}"]
+)
+def test_an_option_with_its_text_matches_its_letter(reference, answer):
+    verifier = verifier_for("science", VerifyConfig())
+    score = verifier.verify(_science(reference), answer)
+    assert score.value == 1.0 and score.details["extracted"] == "B"
+    wrong = verifier.verify(_science(reference.replace("B", "D")), answer)
+    assert wrong.value == 0.0 and wrong.details["extracted"] == "B"
+
+
+def test_an_option_text_naming_two_letters_is_hedging():
+    verifier = verifier_for("science", VerifyConfig())
+    for answer in (r"\boxed{\text{(B) CO2 or (C) N2}}", "(B) CO2 or (C) N2"):
+        score = verifier.verify(_science("B"), answer)
+        assert score.value == 0.0 and score.details["reason"].startswith("hedging")
 
 
 def test_numeric_references_use_the_math_path():

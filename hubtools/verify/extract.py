@@ -101,23 +101,47 @@ _CHOICE_STATEMENTS = [
 ]
 _LONE_LETTER = re.compile(r"^\s*(?:\*\*)?\(?(?P<letter>[A-J])\)?(?:\*\*)?[.:)]?\s*$")
 _PAREN_LETTER = re.compile(r"(?<![A-Za-z0-9])\((?P<letter>[A-J])\)(?![A-Za-z0-9])")
+# An option with its text, as models write it in a box or alone: "(C) Plane", "C. Plane",
+# "C) Plane" (after \text{...} and similar wrappers are unwrapped, see _unwrap)
+_OPTION = re.compile(r"\s*\(?\s*(?P<letter>[A-J])\s*\)?\s*[.:]?\s*")
+_OPTION_TEXT = re.compile(
+    r"\s*(?:\(\s*(?P<paren>[A-J])\s*\)\s*|(?P<mark>[A-J])[.:)]\s+)(?P<text>\S.*)", re.DOTALL
+)
+_WRAPPER = re.compile(r"\\(?:text(?:bf|it|rm|sf|tt)?|math(?:rm|bf|it|sf|tt)|mbox|bf|rm)\s*")
+
+
+def _unwrap(latex: str) -> str:
+    """``\\text{(C) Plane}`` -> ``(C) Plane``: font commands, braces, $ and ** removed."""
+    text = _WRAPPER.sub("", latex).replace("\\ ", " ").replace("~", " ")
+    return re.sub(r"[{}$]|\*\*", "", text).strip()
+
+
+def option_letters(text: str) -> list[str]:
+    """The option a piece of answer text is: ``C``, ``(C)``, ``\\text{(C) Plane}``, ``C. Plane``
+    -> ``["C"]``; an option whose text names another option (``(C) Plane or (D) Line``) gives
+    both, which is hedging; anything else gives ``[]``."""
+    plain = _unwrap(text)
+    if match := _OPTION.fullmatch(plain):
+        return [match.group("letter")]
+    if match := _OPTION_TEXT.fullmatch(plain):
+        others = (m.group("letter") for m in _PAREN_LETTER.finditer(match.group("text")))
+        return _distinct([match.group("paren") or match.group("mark"), *others])
+    return []
 
 
 def choice_letters(text: str, letters: str = "ABCDEFGHIJ") -> list[str]:
     """The option letters a response gives as its answer, most explicit form first:
-    boxed (``\\boxed{B}``, ``\\boxed{\\text{(B)}}``), then stated ("Answer: C", "The correct
-    option is D"), then a response that is only a letter or a single ``(B)``.
+    boxed (``\\boxed{B}``, ``\\boxed{\\text{(B) Plane}}``), then stated ("Answer: C", "The
+    correct option is D"), then a response that is only a letter, a single ``(B)``, or one
+    line that is an option with its text (``(C) Plane``).
 
     Returns every distinct letter of the most explicit form found, so the caller can treat
     two different answers as hedging. Statements are case-sensitive on the letter itself
     (the article "a" is not option A).
     """
     allowed = set(letters)
-    box_letters = []
-    for content in boxed(text):
-        match = re.fullmatch(r"\s*" + _LETTER + r"\s*", content)
-        if match and match.group("letter") in allowed:
-            box_letters.append(match.group("letter"))
+    box_letters = [letter for content in boxed(text) for letter in option_letters(content)]
+    box_letters = [letter for letter in box_letters if letter in allowed]
     if box_letters:
         return _distinct(box_letters)
     for pattern in _CHOICE_STATEMENTS:
@@ -128,6 +152,10 @@ def choice_letters(text: str, letters: str = "ABCDEFGHIJ") -> list[str]:
     lines = [line for line in text.strip().splitlines() if line.strip()]
     if lines and (match := _LONE_LETTER.match(lines[-1])) and match.group("letter") in allowed:
         return [match.group("letter")]
+    if len(lines) == 1:  # the whole answer is one option with its text: "C. Plane"
+        found = [letter for letter in option_letters(lines[0]) if letter in allowed]
+        if found:
+            return found
     found = _distinct(m.group("letter") for m in _PAREN_LETTER.finditer(text))
     return [letter for letter in found if letter in allowed]  # several: hedging
 

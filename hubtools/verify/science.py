@@ -3,8 +3,9 @@
 The reference decides the check:
 
 - a single option letter (``"C"``, ``"(C)"``): the letter the answer gives, found as
-  ``\\boxed{C}``, "Answer: C", "The correct option is C", or an answer that is just
-  ``C`` / ``(C)``; two different letters in the same form are hedging and score 0;
+  ``\\boxed{C}`` (or the option with its text: ``\\boxed{\\text{(C) Plane}}``), "Answer: C",
+  "The correct option is C", or an answer that is just ``C`` / ``(C)`` / ``(C) Plane``;
+  two different letters in the same form are hedging and score 0;
 - a short numeric or LaTeX expression (``"6.02 \\times 10^{23}"``, ``"\\frac{3}{4}"``):
   the math path (``math.py``: Math-Verify, strict extraction);
 - anything else is free-form: with ``verify.judge`` configured, an LLM judge rates
