@@ -14,8 +14,9 @@
   each top-level statement of ``check`` that asserts is one case;
 - ``{"pytest": str}``: a pytest module (KodCode), run as KodCode's runner runs it:
   after ``from solution import *``, so it may call the program's functions without
-  importing them, or import them from ``solution`` itself; each ``test_*`` function
-  (or ``Test*`` class method) is one case.
+  importing them, or import them from ``solution`` itself; as in Python, ``import *``
+  gives no ``_private`` name unless the program's ``__all__`` lists it. Each ``test_*``
+  function (or ``Test*`` class method) of the module itself is one case.
 
 Python objects may add ``"prelude": "leetcode"``: LeetCode's implicit imports
 (``List``, ``Counter``, ``inf``, ``ListNode``...) run before the program.
