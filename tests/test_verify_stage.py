@@ -107,9 +107,9 @@ def test_a_run_is_verified_once_resumably_and_again_with_force(run):
     assert again.verified == 0 and _verdicts(run) == verdicts
 
     one = verify(run.path, force=True, teacher="t1", workers=1, progress=False)
-    assert (one.cleared, one.verified, one.passed) == (6, 6, 6)
+    assert (one.replaced, one.verified, one.passed) == (6, 6, 6)
     everything = verify(run.path, force=True, workers=1, progress=False)
-    assert (everything.cleared, everything.verified) == (12, 12)
+    assert (everything.replaced, everything.verified) == (12, 12)
     assert _verdicts(run) == verdicts
 
 
