@@ -11,6 +11,7 @@ import sys
 import textwrap
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from conftest import shared_path
@@ -18,7 +19,7 @@ from servers.chat_server import ChatServer, Fault, Reply
 from typer.testing import CliRunner
 
 from hubtools.cli import app
-from hubtools.errors import InputFileError
+from hubtools.errors import InputFileError, UsageError
 from hubtools.records import Attempt, Query
 from hubtools.run import Run
 from hubtools.verify import VerifyConfig, VerifyPool, verify
@@ -217,6 +218,39 @@ def test_the_cli_reports_a_bad_line_in_one_line_and_exits_non_zero(tmp_path):
     )
     helped = subprocess.run([*cli[:4], "--help"], capture_output=True, text=True, timeout=120)
     assert helped.returncode == 0 and "--input" in helped.stdout and "--force" in helped.stdout
+
+
+@pytest.mark.parametrize("where", ["missing folder", "a directory", "a file's folder", "/proc"])
+def test_a_bad_output_is_one_line_before_any_answer_is_verified(tmp_path, where):
+    source = tmp_path / "answers.jsonl"
+    source.write_text(_line("chat", "Hello!") + "\n")
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "file").write_text("x")
+    output = {
+        "missing folder": tmp_path / "nope" / "out.jsonl",
+        "a directory": tmp_path / "dir",
+        "a file's folder": tmp_path / "file" / "out.jsonl",
+        "/proc": Path("/proc/hubtools-out.jsonl"),  # unwritable even for root
+    }[where]
+    with ChatServer() as server:  # a judge that must not be asked
+        cli = [sys.executable, "-m", "hubtools", "verify", "--input", str(source), "--output",
+               str(output), "--judge-endpoint", server.url, "--judge-model", "judge"]  # fmt: skip
+        done = subprocess.run(cli, capture_output=True, text=True, timeout=120)
+        assert server.chat_requests == []
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    [error] = [line for line in done.stderr.splitlines() if line.strip()]
+    assert error.startswith(f"error: --output {output}"), error
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["answers.jsonl", "dir", "file"]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_an_unwritable_output_folder_is_refused(tmp_path):
+    source = tmp_path / "answers.jsonl"
+    source.write_text(_line("math", "\\boxed{1}", reference="1") + "\n")
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    with pytest.raises(UsageError, match="cannot write in"):
+        verify(input=source, output=locked / "out.jsonl", workers=1, progress=False)
 
 
 def test_verify_async_keeps_the_event_loop_free(aime):
