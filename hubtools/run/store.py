@@ -180,6 +180,10 @@ class AttemptStore:
             () if teacher is None else (teacher,),
         ).fetchall()
 
+    def count_unverified(self, teacher: str | None = None) -> int:
+        """How many attempts ``iter_unverified`` yields."""
+        return sum(n for _, _, n in self.verifiable_summary(teacher))
+
     def teachers(self) -> set[str]:
         """The teachers with at least one attempt here."""
         return {row[0] for row in self._conn.execute("SELECT DISTINCT teacher FROM attempts")}
