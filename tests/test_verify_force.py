@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from servers.chat_server import ChatServer, Fault, Reply
 
 from hubtools.errors import UsageError
@@ -142,6 +143,16 @@ def test_an_unverified_chat_answer_without_a_judge_is_refused_before_any_work(tm
     # a teacher without such answers is not held up by them
     assert hubtools("verify", str(run), "--teacher", "U", "--workers", "1").returncode == 0
     assert len(_verdicts(run)) == len(before) + 2
+    # the fix the message gives works: a judge in run.yaml's verify: section
+    with ChatServer() as server:
+        server.script(Reply('{"coherence": 10, "correctness": 10, "helpfulness": 10}'))
+        config = yaml.safe_load((run / "run.yaml").read_text())
+        config["verify"]["judge"] = {"endpoint": server.url, "model": "judge"}
+        (run / "run.yaml").write_text(yaml.safe_dump(config))
+        done = hubtools("verify", str(run), "--workers", "1")
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith("verified 1 answer: 1 passed")
+    assert len(_verdicts(run)) == len(before) + 3
 
 
 def test_code_answers_without_a_sandbox_are_refused_before_any_work(tmp_path):

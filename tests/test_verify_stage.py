@@ -243,6 +243,14 @@ def test_a_bad_output_is_one_line_before_any_answer_is_verified(tmp_path, where)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["answers.jsonl", "dir", "file"]
 
 
+def test_run_only_options_are_refused_with_input(tmp_path):
+    source = tmp_path / "answers.jsonl"
+    source.write_text(_line("math", "\\boxed{1}", reference="1") + "\n")
+    for extra in ({"force": True}, {"teacher": "t"}, {"shard": (1, 2)}):
+        with pytest.raises(UsageError, match="are for a RUN"):
+            verify(input=source, output=tmp_path / "out.jsonl", progress=False, **extra)
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
 def test_an_unwritable_output_folder_is_refused(tmp_path):
     source = tmp_path / "answers.jsonl"

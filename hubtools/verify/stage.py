@@ -133,6 +133,8 @@ def verify(
     if input is not None:
         if output is None:
             raise UsageError("--input needs --output FILE for the scored lines")
+        if force or teacher is not None or shard != (0, 1):
+            raise UsageError("--force, --teacher and --shard are for a RUN, not --input")
         output = _check_output(Path(output))
         return asyncio.run(
             _verify_file(Path(input), output, config or VerifyConfig(), workers, progress)
