@@ -242,11 +242,11 @@ def _plan(
     for query_id, by, n in summary:
         plan.tally(queries.get(query_id), by, n, result)
     if plan.unjudged:
-        kinds = " and ".join(plan.unjudged)
+        n, kinds = sum(plan.unjudged.values()), " and ".join(plan.unjudged)
         raise UsageError(
-            f"{run.path}: {plural(sum(plan.unjudged.values()), f'{kinds} answer')} "
-            f"without a verdict need an LLM judge and this run has none; add one to the "
-            f"verify: section of {run.path / RUN_FILE} (judge: {{endpoint: URL, model: NAME}})"
+            f"{run.path}: {plural(n, f'{kinds} answer')} without a verdict "
+            f"{'needs' if n == 1 else 'need'} an LLM judge and this run has none; add one to "
+            f"the verify: section of {run.path / RUN_FILE} (judge: {{endpoint: URL, model: NAME}})"
         )
     return plan
 
@@ -265,11 +265,11 @@ async def _verify_run(
     workers: int | None, progress: bool,
 ) -> VerifyResult:  # fmt: skip
     result = VerifyResult()
-    if run.shard_count() is None:
-        return result  # no attempts stored yet: nothing to verify (and no shard layout to fix)
     count = run.shard_count()
+    if count is None:
+        return result  # no attempts stored yet: nothing to verify (and no shard layout to fix)
     with run.store(shard) as store:
-        sharded = shard if (count or 1) > 1 else None
+        sharded = shard if count > 1 else None
         plan = _plan(run, store, sharded, teacher, force, config, result)
         async with VerifyPool(config, workers=workers) as pool:
             _check_verifiers(pool, plan.categories)
