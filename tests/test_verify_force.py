@@ -175,6 +175,14 @@ def test_code_answers_without_a_sandbox_are_refused_before_any_work(tmp_path):
     line = _one_line_error(hubtools("verify", str(run), "--force", env=env), 1)
     assert "sandbox" in line and "bubblewrap" in line
     assert _verdicts(run) == before
+    # import, which verifies answers without a score, checks the sandbox first too
+    more = tmp_path / "code.jsonl"
+    record = {"prompt": "Write sub(a, b).", "category": "code", "output": text,
+              "tests": [{"script": "assert sub(3, 2) == 1"}]}  # fmt: skip
+    more.write_text(json.dumps(record) + "\n")
+    imported = hubtools("import", str(more), "--run", str(run), "--teacher", TEACHER, env=env)
+    assert "sandbox" in _one_line_error(imported, 1)
+    assert len(_attempt_keys(run)) == len(before)  # nothing stored
 
 
 def test_an_unknown_teacher_is_refused_with_the_runs_teachers(tmp_path):
