@@ -291,3 +291,23 @@ def test_sigkill_during_force_loses_no_verdict_and_a_rerun_finishes(tmp_path, wh
     assert _seeded_left(run) == 0
     scores = [s for v, s, _ in _verdicts(run).values() if v == "math-verify"]
     assert len(scores) == N_MATH and sum(scores) == N_MATH - len(range(0, N_MATH, 4))
+
+
+def test_replace_verdicts_overwrites_in_place_and_needs_the_attempt(tmp_path):
+    from hubtools.errors import RunStoreError
+
+    run = Run.create(tmp_path / "run")
+    a, b = (Query.from_prompt(f"What is {x}?", source="t", category="math", reference="1")
+            for x in "ab")  # fmt: skip
+    run.add_queries([a, b])
+    with run.store() as store:
+        store.add_attempts([_attempt(a, "1"), _attempt(b, "2")])
+        store.add_verdicts([_verdict(a, "math-verify", 0.0)])
+        assert store.add_verdicts([_verdict(a, "math-verify", 1.0)]) == 0  # first write wins
+        assert store.replace_verdicts([_verdict(a, "x", 1.0, why="again"), _verdict(b, "y", 0.5)])
+        with pytest.raises(RunStoreError, match="not stored"):
+            store.replace_verdicts([Verdict(query_id=a.query_id, teacher="nobody", attempt=0,
+                                            verifier="x", score=1.0)])  # fmt: skip
+    assert sorted(_verdicts(run.path).values(), key=lambda v: v[0]) == [
+        ("x", 1.0, {"why": "again"}), ("y", 0.5, {})
+    ]  # fmt: skip
