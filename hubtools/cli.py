@@ -213,6 +213,9 @@ def build(
         None, "--threshold", help="Pass score (default: the teacher's, else 0.9)."
     ),
     force: bool = typer.Option(False, "--force", help="Replace a non-empty --out."),
+    allow_empty: bool = typer.Option(
+        False, "--allow-empty", help="Build even when no answer passed (else an error)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
@@ -224,7 +227,7 @@ def build(
         parallel=[t.strip() for t in parallel.split(",") if t.strip()] if parallel else None,
         teacher_license=teacher_license, pretty_name=pretty_name,
         max_shard_bytes=int(max_shard_mb * 1024**2), max_shard_rows=max_shard_rows,
-        threshold=threshold, force=force, progress=not quiet,
+        threshold=threshold, force=force, allow_empty=allow_empty, progress=not quiet,
     )  # fmt: skip
     print(json.dumps(result.to_dict(), indent=2) if as_json else result)
 
@@ -314,7 +317,9 @@ def verify(
         None, "--input", help="JSONL of query records with an 'answer' each (see README)."
     ),
     output: Path | None = typer.Option(None, "--output", help="Where --input's scored lines go."),
-    force: bool = typer.Option(False, "--force", help="Drop existing verdicts and verify again."),
+    force: bool = typer.Option(
+        False, "--force", help="Verify again, replacing each verdict; scores made elsewhere stay."
+    ),
     shard: str = typer.Option("0/1", "--shard", help="i/N: the shard of a sharded run to verify."),
     teacher: str | None = typer.Option(None, "--teacher", help="Only this teacher's attempts."),
     workers: int | None = typer.Option(

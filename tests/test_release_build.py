@@ -11,9 +11,10 @@ import pytest
 from huggingface_hub import DatasetCard
 from release_support import expected_passed, make_run
 
-from hubtools.errors import RunStoreError, UsageError
-from hubtools.records import RELEASE_SCHEMA
+from hubtools.errors import EmptyReleaseError, RunStoreError, UsageError
+from hubtools.records import RELEASE_SCHEMA, Attempt, Query, Verdict
 from hubtools.release.build import build
+from hubtools.run import Run
 
 N = 40
 
@@ -45,7 +46,7 @@ def test_build_writes_one_config_per_category_with_one_schema(run, tmp_path):
         assert sum(pq.ParquetFile(f).metadata.num_rows for f in files) == result.rows[config]
     assert not (out / "data" / "all").exists()  # `all` reads the category files
     assert not [p for p in out.rglob(".*")]  # no staging leftovers
-    assert "built" in str(result) and f"all {len(passed) + 1}" in str(result)
+    assert f"kept {len(passed) + 1} rows (math " in str(result)
 
 
 def test_rows_are_am_compatible_first_passing_attempt(run, tmp_path):
@@ -120,8 +121,13 @@ def test_card_metadata_and_body_pass_the_hubs_validator(hub, run, tmp_path):
 
 
 def test_bad_input_is_a_clear_error(run, tmp_path):
-    with pytest.raises(UsageError, match="no attempts in"):
+    with pytest.raises(UsageError, match=r"'nobody' has no attempts in .*teachers: t1, t2\)"):
         build(run.path, teacher="nobody", out=tmp_path / "x", progress=False)
+    with pytest.raises(UsageError, match=r"'zz' has no attempts in .*teachers: t1, t2\)"):
+        build(run.path, teacher="t1", parallel=["t2", "zz"], out=tmp_path / "x", progress=False)
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(UsageError, match="is a file"):
+        build(run.path, teacher="t1", out=tmp_path / "a-file", progress=False)
     with pytest.raises(UsageError, match="unknown card template"):
         build(run.path, teacher="t1", out=tmp_path / "y", card="fancy", progress=False)
     assert not (tmp_path / "y").exists()
@@ -147,3 +153,61 @@ def test_cli_build_json(run, tmp_path):
     assert (
         bad.returncode == 2 and bad.stderr.startswith("error: ") and "Traceback" not in bad.stderr
     )
+
+
+def _small_run(path):
+    """t1 passes query a, t2 passes query b, t3 failed both, t4 is not verified yet."""
+    run = Run.create(path)
+    a, b = (Query.from_prompt(f"What is {x}?", source="s", category="math", reference="1")
+            for x in "ab")  # fmt: skip
+    run.add_queries([a, b])
+    scores = {"t1": (1.0, 0.1), "t2": (0.1, 1.0), "t3": (0.1, 0.2), "t4": None}
+    attempts, verdicts = [], []
+    for teacher, pair in scores.items():
+        for query, score in zip((a, b), pair or (None, None), strict=True):
+            key = {"query_id": query.query_id, "teacher": teacher, "attempt": 0}
+            attempts.append(Attempt(**key, text="\\boxed{1}"))
+            if score is not None:
+                verdicts.append(Verdict(**key, verifier="math-verify", score=score))
+    with run.store() as store:
+        store.add_attempts(attempts)
+        store.add_verdicts(verdicts)
+    return run
+
+
+def test_an_empty_release_is_an_error_before_anything_is_written(tmp_path):
+    run = _small_run(tmp_path / "run")
+    out = tmp_path / "release"
+    cases = {
+        "t3": r"teacher 't3' has no passed answers in .* \(2 attempts, 2 verdicts, 0 >= "
+        r"threshold 0.9\); pass --allow-empty",
+        "t4": r"\(2 attempts, 0 verdicts, 0 >= threshold 0.9\); run `hubtools verify",
+    }
+    for teacher, message in cases.items():
+        with pytest.raises(EmptyReleaseError, match=message):
+            build(run.path, teacher=teacher, out=out, progress=False)
+    with pytest.raises(EmptyReleaseError, match=r"passed: t1 1, t2 1; 0 in common"):
+        build(run.path, teacher="t1", parallel=["t1", "t2"], out=out, progress=False)
+    with pytest.raises(UsageError, match="unknown card template"):  # checked before emptiness
+        build(run.path, teacher="t3", card="fancy", out=out, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no folder, no staging
+
+    empty = build(run.path, teacher="t3", out=out, allow_empty=True, progress=False)
+    assert empty.rows == {"all": 0} and (out / "README.md").exists()
+    assert "kept 0 rows in 1 file" in str(empty)
+    one = build(run.path, teacher="t1", out=tmp_path / "t1", progress=False)
+    assert one.rows == {"all": 1, "math": 1} and "kept 1 row (math 1)" in str(one)
+
+
+def test_cli_empty_release_exit_code_and_allow_empty(tmp_path):
+    run = _small_run(tmp_path / "run")
+    base = [sys.executable, "-m", "hubtools", "build", str(run.path), "--quiet"]
+    args = ["--teacher", "t1", "--parallel", "t2", "--out", str(tmp_path / "r")]
+    bad = subprocess.run([*base, *args], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    [line] = bad.stderr.splitlines()
+    assert line.startswith("error: nothing to release: no query passed by every --parallel")
+    assert not (tmp_path / "r").exists()
+    ok = subprocess.run([*base, "--teacher", "t3", "--out", str(tmp_path / "r"), "--allow-empty"],
+                        capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert ok.returncode == 0 and "kept 0 rows" in ok.stdout, ok.stderr

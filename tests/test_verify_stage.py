@@ -11,6 +11,7 @@ import sys
 import textwrap
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from conftest import shared_path
@@ -18,7 +19,7 @@ from servers.chat_server import ChatServer, Fault, Reply
 from typer.testing import CliRunner
 
 from hubtools.cli import app
-from hubtools.errors import InputFileError
+from hubtools.errors import InputFileError, UsageError
 from hubtools.records import Attempt, Query
 from hubtools.run import Run
 from hubtools.verify import VerifyConfig, VerifyPool, verify
@@ -107,9 +108,9 @@ def test_a_run_is_verified_once_resumably_and_again_with_force(run):
     assert again.verified == 0 and _verdicts(run) == verdicts
 
     one = verify(run.path, force=True, teacher="t1", workers=1, progress=False)
-    assert (one.cleared, one.verified, one.passed) == (6, 6, 6)
+    assert (one.replaced, one.verified, one.passed) == (6, 6, 6)
     everything = verify(run.path, force=True, workers=1, progress=False)
-    assert (everything.cleared, everything.verified) == (12, 12)
+    assert (everything.replaced, everything.verified) == (12, 12)
     assert _verdicts(run) == verdicts
 
 
@@ -217,6 +218,47 @@ def test_the_cli_reports_a_bad_line_in_one_line_and_exits_non_zero(tmp_path):
     )
     helped = subprocess.run([*cli[:4], "--help"], capture_output=True, text=True, timeout=120)
     assert helped.returncode == 0 and "--input" in helped.stdout and "--force" in helped.stdout
+
+
+@pytest.mark.parametrize("where", ["missing folder", "a directory", "a file's folder", "/proc"])
+def test_a_bad_output_is_one_line_before_any_answer_is_verified(tmp_path, where):
+    source = tmp_path / "answers.jsonl"
+    source.write_text(_line("chat", "Hello!") + "\n")
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "file").write_text("x")
+    output = {
+        "missing folder": tmp_path / "nope" / "out.jsonl",
+        "a directory": tmp_path / "dir",
+        "a file's folder": tmp_path / "file" / "out.jsonl",
+        "/proc": Path("/proc/hubtools-out.jsonl"),  # unwritable even for root
+    }[where]
+    with ChatServer() as server:  # a judge that must not be asked
+        cli = [sys.executable, "-m", "hubtools", "verify", "--input", str(source), "--output",
+               str(output), "--judge-endpoint", server.url, "--judge-model", "judge"]  # fmt: skip
+        done = subprocess.run(cli, capture_output=True, text=True, timeout=120)
+        assert server.chat_requests == []
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    [error] = [line for line in done.stderr.splitlines() if line.strip()]
+    assert error.startswith(f"error: --output {output}"), error
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["answers.jsonl", "dir", "file"]
+
+
+def test_run_only_options_are_refused_with_input(tmp_path):
+    source = tmp_path / "answers.jsonl"
+    source.write_text(_line("math", "\\boxed{1}", reference="1") + "\n")
+    for extra in ({"force": True}, {"teacher": "t"}, {"shard": (1, 2)}):
+        with pytest.raises(UsageError, match="are for a RUN"):
+            verify(input=source, output=tmp_path / "out.jsonl", progress=False, **extra)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_an_unwritable_output_folder_is_refused(tmp_path):
+    source = tmp_path / "answers.jsonl"
+    source.write_text(_line("math", "\\boxed{1}", reference="1") + "\n")
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    with pytest.raises(UsageError, match="cannot write in"):
+        verify(input=source, output=locked / "out.jsonl", workers=1, progress=False)
 
 
 def test_verify_async_keeps_the_event_loop_free(aime):

@@ -28,11 +28,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from hubtools.errors import RunStoreError, UsageError
+from hubtools.errors import EmptyReleaseError, RunStoreError, UsageError
+from hubtools.plural import plural
 from hubtools.records import PASS_THRESHOLD, RELEASE_SCHEMA, Category
 from hubtools.release.rows import QueryIndex, passed_in_all, release_row, with_queries
 from hubtools.release.stats import CategoryStats, Funnel, read_funnel_file, teacher_funnel
-from hubtools.run import AttemptStore, Run
+from hubtools.run import AttemptStore, Run, TeacherCounts
+from hubtools.run.store import stored_teachers
 
 DEFAULT_MAX_SHARD_BYTES = 256 * 1024**2
 ROW_GROUP_ROWS = 1000
@@ -56,11 +58,12 @@ class BuildResult:
         return asdict(self)
 
     def __str__(self) -> str:
-        configs = ", ".join(f"{name} {n:,}" for name, n in self.rows.items())
+        configs = ", ".join(f"{name} {n:,}" for name, n in self.rows.items() if name != ALL)
         with_others = f" (parallel with {', '.join(self.parallel)})" if self.parallel else ""
         return (
-            f"built {self.out} for teacher {self.teacher}{with_others}: {configs} rows in "
-            f"{len(self.files)} files, {self.bytes / 1e6:,.1f} MB, {self.seconds:.1f} s"
+            f"built {self.out} for teacher {self.teacher}{with_others}: kept "
+            f"{plural(self.rows.get(ALL, 0), 'row')}{f' ({configs})' if configs else ''} in "
+            f"{plural(len(self.files), 'file')}, {self.bytes / 1e6:,.1f} MB, {self.seconds:.1f} s"
         )
 
 
@@ -148,42 +151,51 @@ def build(
     max_shard_rows: int | None = None,
     threshold: float | None = None,
     force: bool = False,
+    allow_empty: bool = False,
     progress: bool = True,
 ) -> BuildResult:
     """Write the release folder of ``teacher``'s verified answers in ``run`` to ``out``.
 
     ``parallel`` lists teachers whose datasets must hold the same queries: only queries
     every one of them (and ``teacher``) passed are kept. ``threshold`` defaults to the
-    teacher's frozen threshold, else the paper's 0.9.
+    teacher's frozen threshold, else the paper's 0.9. A release without rows is an
+    ``EmptyReleaseError``, raised before anything is written, unless ``allow_empty``.
     """
-    from hubtools.release.card import CardOptions, write_card
+    from hubtools.release.card import TEMPLATES, CardOptions, write_card
 
     started = time.monotonic()
     opened = Run.open(run)
     out = Path(out)
     others = [t for t in (parallel or []) if t != teacher]
+    if card is not None and card not in TEMPLATES:
+        raise UsageError(f"unknown card template {card!r}; use one of: {', '.join(TEMPLATES)}")
     if max_shard_bytes < 1024 or (max_shard_rows is not None and max_shard_rows < 1):
         raise UsageError("--max-shard-bytes must be >= 1024 and --max-shard-rows >= 1")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; give a folder for the release")
     if out.exists() and any(out.iterdir()) and not force:
         raise UsageError(f"{out} exists and is not empty; pick a new --out or pass --force")
+    if not opened.shard_count():
+        raise RunStoreError(f"{opened.path} has no attempts yet; run generate or import first")
+    known = stored_teachers(opened.shard_paths())
+    for name in [teacher, *others]:
+        if name not in known:
+            raise UsageError(
+                f"teacher {name!r} has no attempts in {opened.path} "
+                f"(the run's teachers: {', '.join(sorted(known))})"
+            )
     section = opened.config.get(f"teacher:{teacher}") or {}
     threshold = threshold if threshold is not None else section.get("threshold", PASS_THRESHOLD)
 
     staging = out.resolve().parent / f".{out.name}.build-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    store = opened.merge_shards()
     previous_pool = _use_returning_memory_pool()
     try:
-        store = opened.merge_shards() if opened.shard_count() else None
-        if store is None:
-            raise RunStoreError(f"{opened.path} has no attempts yet; run generate or import first")
         counts = store.counts(threshold)
-        for name in [teacher, *others]:
-            if name not in counts:
-                known = ", ".join(sorted(counts)) or "none"
-                raise UsageError(
-                    f"teacher {name!r} has no attempts in {opened.path} (teachers: {known})"
-                )
+        if not allow_empty:  # before anything is written
+            _check_not_empty(store, counts, opened.path, [teacher, *others], threshold)
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
         index = QueryIndex(opened, staging / ".queries.sqlite")
         try:
             stats, writers, sources, model = _write_rows(
@@ -194,11 +206,15 @@ def build(
             funnel = _funnel(opened, store.path, index, teacher, others, threshold, stats)
         finally:
             index.close()
-            store.close()
         (staging / ".queries.sqlite").unlink(missing_ok=True)
         files = {name: w.close() for name, w in writers.items()}
         rows = {name: stats[name].rows for name in files}
         rows = {ALL: sum(rows.values()), **rows}
+        if not rows[ALL] and not allow_empty:  # passes whose queries the run does not hold
+            raise EmptyReleaseError(
+                f"nothing to release: the queries of teacher {teacher!r}'s passed answers are "
+                f"not in {opened.path}'s query set; pass --allow-empty to build it anyway"
+            )
         options = CardOptions(
             template=card,
             license=license,
@@ -211,6 +227,7 @@ def build(
         )
         _move_into_place(staging, out)
     finally:
+        store.close()
         pa.set_memory_pool(previous_pool)
         shutil.rmtree(staging, ignore_errors=True)
     written = sorted(p for p in out.rglob("*") if p.is_file())
@@ -224,6 +241,32 @@ def build(
         seconds=time.monotonic() - started,
         funnel=funnel.to_dict(),
     )
+
+
+def _check_not_empty(
+    store: AttemptStore,
+    counts: dict[str, TeacherCounts],
+    run: Path,
+    teachers: list[str],
+    threshold: float,
+) -> None:
+    """``EmptyReleaseError`` when no row would be kept, with the counts that say why."""
+    teacher, *others = teachers
+    mine = counts[teacher]
+    if not mine.passed:
+        verdicts = store.verdict_counts().get(teacher, 0)
+        hint = f"; run `hubtools verify {run}` first" if not verdicts else ""
+        raise EmptyReleaseError(
+            f"nothing to release: teacher {teacher!r} has no passed answers in {run} "
+            f"({plural(mine.attempts, 'attempt')}, {plural(verdicts, 'verdict')}, "
+            f"0 >= threshold {threshold:g}){hint}; pass --allow-empty to build it anyway"
+        )
+    if others and not store.passed_in_common(teachers, threshold):
+        per = ", ".join(f"{t} {counts[t].passed:,}" for t in teachers)
+        raise EmptyReleaseError(
+            f"nothing to release: no query passed by every --parallel teacher (queries "
+            f"passed: {per}; 0 in common); pass --allow-empty to build it anyway"
+        )
 
 
 def _write_rows(

@@ -144,12 +144,15 @@ def _verify_config(run: Run, categories: set[Category], file: Path) -> Any:
     config = VerifyConfig.from_dict(run.config["verify"])
     for category in categories:
         try:
-            verifier_for(category, config)
+            verifier = verifier_for(category, config)
         except UsageError as err:
             raise UsageError(
                 f"{file}: answers of category {category.value} have no 'score' and this run "
                 f"cannot verify them ({err}); give scores, or a judge in run.yaml's verify:"
             ) from None
+        sandbox = getattr(verifier, "sandbox", None)
+        if sandbox is not None:
+            _ = sandbox.sandboxed  # code answers: no bubblewrap is an error before any write
     return config
 
 

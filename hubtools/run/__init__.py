@@ -17,7 +17,10 @@ fsync is free next to re-generating what NORMAL could lose.
 
 Rows are immutable: a key ``(query_id, teacher, attempt)`` is written once and a
 second write of it is ignored (first write wins), so a resumed or repeated batch
-never duplicates anything.
+never duplicates anything. The one exception, and the one way a verdict changes:
+``AttemptStore.replace_verdicts`` (``verify --force``) overwrites a verdict in the
+same transaction that writes its successor. Verdicts are never deleted, so a run
+killed at any moment keeps a verdict for every attempt that had one.
 
 Sharding. ``--shard i/N`` gives a worker the queries with ``shard_of(query_id, N) == i``
 and its own database, so N machines write without contending. A run keeps the N its

@@ -41,6 +41,7 @@ _COLUMNS = {
     "verdicts": tuple(f.name for f in fields(Verdict)),
 }
 _KEY = "a.query_id, a.teacher, a.attempt"
+_KEY_COLUMNS = ("query_id", "teacher", "attempt")
 
 
 @dataclass(slots=True)
@@ -83,12 +84,12 @@ class AttemptStore:
 
     def add_attempts(self, attempts: Iterable[Attempt]) -> int:
         """Commit a batch in one transaction; returns how many were new (the rest existed)."""
-        return self._insert("attempts", attempts)
+        return self._write("attempts", attempts)
 
     def add_verdicts(self, verdicts: Iterable[Verdict]) -> int:
         """Like ``add_attempts``; each verdict's attempt must be stored already."""
         try:
-            return self._insert("verdicts", verdicts)
+            return self._write("verdicts", verdicts)
         except sqlite3.IntegrityError as err:
             raise RunStoreError(
                 f"{self.path}: a verdict refers to an attempt that is not stored ({err}); "
@@ -127,42 +128,79 @@ class AttemptStore:
 
     def iter_unverified(self, teacher: str | None = None) -> Iterator[Attempt]:
         """Attempts without a verdict, errors excluded (there is nothing to verify)."""
-        where = "v.query_id IS NULL AND a.error IS NULL"
+        for attempt, _ in self.iter_verifiable(teacher):
+            yield attempt
+
+    def replace_verdicts(self, verdicts: Iterable[Verdict]) -> int:
+        """Write a batch, each verdict replacing its attempt's earlier one, in one transaction.
+
+        The one way a verdict changes (``verify --force``): the old row is overwritten by
+        its successor in the transaction that writes it, never deleted ahead of it, so a
+        crash at any point leaves every attempt with its old or its new verdict.
+        """
+        try:
+            return self._write("verdicts", verdicts, replace=True)
+        except sqlite3.IntegrityError as err:
+            raise RunStoreError(
+                f"{self.path}: a verdict refers to an attempt that is not stored ({err}); "
+                "store attempts before their verdicts"
+            ) from None
+
+    def iter_verifiable(
+        self, teacher: str | None = None, *, verified: bool = False
+    ) -> Iterator[tuple[Attempt, str | None]]:
+        """``(attempt, its verdict's verifier or None)`` for attempts without an error;
+        ``verified`` includes those that have a verdict (``verify --force``)."""
+        where = "a.error IS NULL" + ("" if verified else " AND v.query_id IS NULL")
         if teacher is not None:
             where += " AND a.teacher = ?"
         rows = self._scan(
-            "SELECT a.* FROM attempts a LEFT JOIN verdicts v USING (query_id, teacher, attempt)",
+            "SELECT a.*, v.verifier AS verdict_by FROM attempts a"
+            " LEFT JOIN verdicts v USING (query_id, teacher, attempt)",
             where,
             () if teacher is None else (teacher,),
         )
         for row in rows:
-            yield Attempt.from_dict(_json_fields(dict(row), json.loads))
+            values = _json_fields(dict(row), json.loads)
+            by = values.pop("verdict_by")
+            yield Attempt.from_dict(values), by
 
-    def _unverified(self, what: str, teacher: str | None) -> list[tuple[Any, ...]]:
-        """``what`` over the attempts ``iter_unverified`` yields (the same filter)."""
-        where = " AND a.teacher = ?" if teacher is not None else ""
+    def verifiable_summary(
+        self, teacher: str | None = None, *, verified: bool = False
+    ) -> list[tuple[str, str | None, int]]:
+        """``(query_id, verdict's verifier or None, attempts)`` over what ``iter_verifiable``
+        yields: one row per query and verifier, so planning holds no attempt text."""
+        where = "a.error IS NULL" + ("" if verified else " AND v.query_id IS NULL")
+        if teacher is not None:
+            where += " AND a.teacher = ?"
         return self._conn.execute(
-            f"SELECT {what} FROM attempts a LEFT JOIN verdicts v USING (query_id, teacher, attempt)"
-            f" WHERE v.query_id IS NULL AND a.error IS NULL{where}",
+            "SELECT a.query_id, v.verifier, COUNT(*) FROM attempts a"
+            f" LEFT JOIN verdicts v USING (query_id, teacher, attempt) WHERE {where}"
+            " GROUP BY a.query_id, v.verifier",
             () if teacher is None else (teacher,),
         ).fetchall()
 
     def count_unverified(self, teacher: str | None = None) -> int:
-        return self._unverified("COUNT(*)", teacher)[0][0]
+        """How many attempts ``iter_unverified`` yields."""
+        return sum(n for _, _, n in self.verifiable_summary(teacher))
 
-    def unverified_query_ids(self, teacher: str | None = None) -> set[str]:
-        return {row[0] for row in self._unverified("DISTINCT a.query_id", teacher)}
+    def teachers(self) -> set[str]:
+        """The teachers with at least one attempt here."""
+        return {row[0] for row in self._conn.execute("SELECT DISTINCT teacher FROM attempts")}
 
-    def clear_verdicts(self, teacher: str | None = None) -> int:
-        """Drop verdicts so they can be redone (`verify --force`), in one transaction.
+    def verdict_counts(self) -> dict[str, int]:
+        """Verdicts stored per teacher."""
+        return dict(self._conn.execute("SELECT teacher, COUNT(*) FROM verdicts GROUP BY teacher"))
 
-        The only way a verdict changes: rows are otherwise immutable. A crash after this
-        leaves attempts unverified, which the next verify picks up.
-        """
-        with self._transaction():
-            if teacher is None:
-                return self._conn.execute("DELETE FROM verdicts").rowcount
-            return self._conn.execute("DELETE FROM verdicts WHERE teacher = ?", (teacher,)).rowcount
+    def passed_in_common(self, teachers: list[str], threshold: float = PASS_THRESHOLD) -> int:
+        """How many queries every one of ``teachers`` passed (some attempt >= threshold)."""
+        marks = ",".join("?" * len(teachers))
+        return self._conn.execute(
+            "SELECT COUNT(*) FROM (SELECT query_id FROM verdicts"
+            f" WHERE teacher IN ({marks}) AND score >= ? GROUP BY query_id"
+            " HAVING COUNT(DISTINCT teacher) = ?)",
+            (*teachers, threshold, len(set(teachers))),
+        ).fetchone()[0]
 
     def iter_passed(
         self, teacher: str, threshold: float = PASS_THRESHOLD
@@ -216,7 +254,9 @@ class AttemptStore:
         finally:
             self._conn.execute("DETACH DATABASE source")
 
-    def _insert(self, table: str, records: Iterable[Attempt | Verdict]) -> int:
+    def _write(
+        self, table: str, records: Iterable[Attempt | Verdict], *, replace: bool = False
+    ) -> int:
         columns = _COLUMNS[table]
         # Straight from the attributes: `to_dict` copies every container (asdict deep-copied
         # every value: 17 us an attempt), work the writer thread does not need.
@@ -230,12 +270,14 @@ class AttemptStore:
                     row[i] = _dumps(row[i])
             rows.append(row)
         marks = ", ".join("?" * len(columns))
+        conflict = " ON CONFLICT DO NOTHING"
+        if replace:  # an upsert: the key's row is updated in place, never deleted first
+            values = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in _KEY_COLUMNS)
+            conflict = f" ON CONFLICT ({', '.join(_KEY_COLUMNS)}) DO UPDATE SET {values}"
         with self._transaction():
             before = self._conn.total_changes
             self._conn.executemany(
-                f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
-                " ON CONFLICT DO NOTHING",
-                rows,
+                f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}){conflict}", rows
             )
             return self._conn.total_changes - before
 
@@ -269,3 +311,12 @@ class AttemptStore:
             self._conn.execute("ROLLBACK")
             raise
         self._conn.execute("COMMIT")
+
+
+def stored_teachers(paths: Iterable[Path]) -> set[str]:
+    """The teachers with attempts in any of these store files (a run's shards)."""
+    found: set[str] = set()
+    for path in paths:
+        with AttemptStore(path) as store:
+            found |= store.teachers()
+    return found
