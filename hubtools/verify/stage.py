@@ -96,12 +96,14 @@ def verify(
     config: VerifyConfig | None = None,
     workers: int | None = None,
     progress: bool = True,
+    wait: bool = False,
 ) -> VerifyResult:
     """Verify a run's stored attempts (``run``) or a JSONL file of answers (``input``/``output``).
 
     A run is verified with the ``verify:`` section of its run.yaml (frozen; defaults are
     frozen on first use); ``config`` (default ``VerifyConfig()``) applies to ``input``.
-    ``workers`` sizes the process pool in both modes.
+    ``workers`` sizes the process pool in both modes. A run's shard is locked while it is
+    verified: another writer makes this fail at once (``RunBusyError``), or wait (``wait``).
     """
     if (run is None) == (input is None):
         raise UsageError("give either a RUN directory or --input FILE (with --output FILE)")
@@ -119,7 +121,8 @@ def verify(
     if "verify" not in opened.config:  # freeze the defaults, as the first stage to use them
         opened = Run.create(opened.path, {"verify": {}})
     config = VerifyConfig.from_dict(opened.config["verify"])
-    return asyncio.run(_verify_run(opened, shard, teacher, force, config, workers, progress))
+    with opened.shard_lock(shard, "verify", wait=wait):
+        return asyncio.run(_verify_run(opened, shard, teacher, force, config, workers, progress))
 
 
 # -- run mode ------------------------------------------------------------------------------
