@@ -240,3 +240,23 @@ def test_next_run_of_a_stage_removes_what_a_killed_one_left(tmp_path):
     finally:
         live.kill()
         live.wait()
+
+
+def test_concurrent_adds_create_one_run_with_every_query(tmp_path):
+    files = [
+        write_jsonl(
+            tmp_path / f"q{k}.jsonl", [{"prompt": f"File {k} question {i}?"} for i in range(2000)]
+        )  # fmt: skip
+        for k in range(4)
+    ]
+    run = tmp_path / "run"
+    procs = [
+        subprocess.Popen(
+            [*HUBTOOLS, "queries", "add", str(f), "--run", str(run)], stderr=subprocess.PIPE
+        )  # fmt: skip
+        for f in files
+    ]
+    for proc in procs:
+        assert proc.wait(120) == 0, proc.stderr.read().decode()[-2000:]
+    assert len(query_ids(run)) == len(set(query_ids(run))) == 8000
+    assert leftovers(tmp_path, run, run / "queries") == []

@@ -207,3 +207,21 @@ def test_wait_blocks_until_the_holder_is_done(tmp_path, capfd):
         capfd.readouterr().err
     )
     assert os.path.getsize(run.path.joinpath(*LOCK)) == 0
+
+
+def test_ray_executor_refuses_a_busy_shard_before_starting(tmp_path):
+    run, _ = make_run(tmp_path, n=2)
+    config = tmp_path / "teachers.yaml"
+    config.write_text("teachers: [{name: t, endpoint: 'http://127.0.0.1:9', model: m}]\n")
+    holder = hold_in_subprocess(run, "shard-00001-of-00003")
+    try:
+        done = subprocess.run(
+            generate_cmd(run, config, "--executor", "ray", "--shards", "3"),
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    finally:
+        holder.kill()
+        holder.wait()
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert done.stderr.startswith(f"error: shard 1/3 of {run.path} is being written by generate")
+    assert len(done.stderr.strip().splitlines()) == 1
