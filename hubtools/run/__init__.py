@@ -19,6 +19,14 @@ Rows are immutable: a key ``(query_id, teacher, attempt)`` is written once and a
 second write of it is ignored (first write wins), so a resumed or repeated batch
 never duplicates anything.
 
+A run is created whole (``Run.create``): built beside its directory and put in place,
+so a creator killed at any moment leaves no run or a complete one.
+
+Locks (``lock.py``). One process writes a shard at a time: ``generate``, ``verify`` and
+``import`` hold ``Run.shard_lock`` (an ``flock`` under ``RUN/locks/``, released by the
+kernel when the holder dies); a second writer gets ``RunBusyError`` naming the holder,
+or waits. Readers (``status``, ``build``) take no lock: WAL gives them a snapshot.
+
 Sharding. ``--shard i/N`` gives a worker the queries with ``shard_of(query_id, N) == i``
 and its own database, so N machines write without contending. A run keeps the N its
 first attempts were stored with; ``merge_shards`` unions the shards for readers.

@@ -39,8 +39,11 @@ def hold(path: Path, what: str, stage: str, *, wait: bool = False) -> Iterator[N
     Busy: ``RunBusyError`` naming the holder, or with ``wait`` block until it is released
     (saying so once on stderr).
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as err:
+        raise RunStoreError(f"cannot lock {path}: {err.strerror or err}") from None
     try:
         if not _try_lock(fd, path):
             holder = _describe(fd)

@@ -102,8 +102,7 @@ def verify(
 
     A run is verified with the ``verify:`` section of its run.yaml (frozen; defaults are
     frozen on first use); ``config`` (default ``VerifyConfig()``) applies to ``input``.
-    ``workers`` sizes the process pool in both modes. A run's shard is locked while it is
-    verified: another writer makes this fail at once (``RunBusyError``), or wait (``wait``).
+    ``workers`` sizes the process pool in both modes.
     """
     if (run is None) == (input is None):
         raise UsageError("give either a RUN directory or --input FILE (with --output FILE)")
