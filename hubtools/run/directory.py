@@ -28,7 +28,7 @@ from hubtools.run._files import (
     _staged,
     shard_of,
 )
-from hubtools.run.lock import LOCKS_DIR, hold, sweep
+from hubtools.run.lock import LOCKS_DIR, Lock, sweep
 from hubtools.run.store import AttemptStore
 
 RUN_FILE = "run.yaml"
@@ -156,12 +156,12 @@ class Run:
 
     # -- locks (see hubtools.run.lock) -----------------------------------------------------
 
-    def lock(self, name: str, what: str, stage: str, *, wait: bool = False):
-        """Hold ``RUN/locks/NAME.lock`` while writing ``what``; RunBusyError if held."""
-        return hold(self.path / LOCKS_DIR / f"{name}.lock", what, stage, wait=wait)
+    def lock(self, name: str, what: str, stage: str, *, wait: bool = False) -> Lock:
+        """``RUN/locks/NAME.lock``, to hold while writing ``what``; RunBusyError if held."""
+        return Lock(self.path / LOCKS_DIR / f"{name}.lock", what, stage, wait=wait)
 
     def shard_lock(self, shard: tuple[int, int] = (0, 1), stage: str = "a stage", *,
-                   wait: bool = False):  # fmt: skip
+                   wait: bool = False) -> Lock:  # fmt: skip
         """The one-writer lock of a shard's attempts and verdicts (``(0, 1)``: unsharded).
 
         Writers (generate, verify, import) hold it; readers (status, build) need none:

@@ -21,8 +21,6 @@ import shutil
 import socket
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -32,39 +30,70 @@ LOCKS_DIR = "locks"
 _READ_TRIES = 20  # a holder writes its record just after taking the lock: retry meanwhile
 
 
-@contextmanager
-def hold(path: Path, what: str, stage: str, *, wait: bool = False) -> Iterator[None]:
-    """Hold the lock file ``path`` for writing ``what`` (e.g. "shard 0/1 of runs/x").
+class Lock:
+    """The lock file ``path``, held while writing ``what`` (e.g. "shard 0/1 of runs/x").
 
-    Busy: ``RunBusyError`` naming the holder, or with ``wait`` block until it is released
-    (saying so once on stderr).
+    A context manager. Busy: ``RunBusyError`` naming the holder, or with ``wait`` wait
+    until it is released (saying so once on stderr).
     """
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    except OSError as err:
-        raise RunStoreError(f"cannot lock {path}: {err.strerror or err}") from None
-    try:
-        if not _try_lock(fd, path):
-            holder = _describe(fd)
-            if not wait:
-                raise RunBusyError(
-                    f"{what} is being written by {holder}; wait for it, or pass --wait"
-                )
-            print(f"waiting for {what}: it is being written by {holder}", file=sys.stderr)
+
+    def __init__(self, path: Path, what: str, stage: str, *, wait: bool = False):
+        self.path, self.what, self.stage, self.wait = path, what, stage, wait
+        self._fd: int | None = None
+
+    def __enter__(self) -> Lock:
+        fd = self._open()
+        if not _try_lock(fd, self.path):
+            self._busy(fd)
             fcntl.flock(fd, fcntl.LOCK_EX)
+        self._held(fd)
+        return self
+
+    async def acquire_async(self) -> None:
+        """As ``with``, but waiting polls, so the event loop (and Ctrl-C) keeps running."""
+        import asyncio
+
+        fd, said = self._open(), False
+        while not _try_lock(fd, self.path):
+            if not said:
+                self._busy(fd)
+                said = True
+            await asyncio.sleep(0.2)
+        self._held(fd)
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)  # released: nobody to name (kill -9 leaves it; _describe)
+            os.close(self._fd)
+            self._fd = None
+
+    def _open(self) -> int:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as err:
+            raise RunStoreError(f"cannot lock {self.path}: {err.strerror or err}") from None
+
+    def _busy(self, fd: int) -> None:
+        holder = _describe(fd)
+        if not self.wait:
+            os.close(fd)
+            raise RunBusyError(
+                f"{self.what} is being written by {holder}; wait for it, or pass --wait"
+            )
+        print(f"waiting for {self.what}: it is being written by {holder}", file=sys.stderr)
+
+    def _held(self, fd: int) -> None:
         record = {
-            "stage": stage, "pid": os.getpid(), "host": socket.gethostname(),
+            "stage": self.stage, "pid": os.getpid(), "host": socket.gethostname(),
             "since": time.time(), "command": " ".join(sys.argv),
         }  # fmt: skip
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(record).encode(), 0)
-        try:
-            yield
-        finally:
-            os.ftruncate(fd, 0)  # released: nobody to name (a kill -9 leaves it; see _describe)
-    finally:
-        os.close(fd)
+        self._fd = fd
 
 
 def _try_lock(fd: int, path: Path) -> bool:

@@ -128,8 +128,12 @@ async def generate_shard(
 ) -> GenerateSummary:
     """One shard, holding its lock: a second writer is refused (``RunBusyError``) or waits."""
     run = Run.open(run_path)
-    with run.shard_lock(shard, "generate", wait=wait):
+    lock = run.shard_lock(shard, "generate", wait=wait)
+    await lock.acquire_async()
+    try:
         return await _generate_locked(run, config, verify_config, shard, progress)
+    finally:
+        lock.release()
 
 
 async def _generate_locked(
