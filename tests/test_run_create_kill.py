@@ -178,7 +178,7 @@ def test_missing_and_foreign_directories(tmp_path):
         Run.open(foreign)
     with pytest.raises(NotARunError, match="foreign exists and is not a run"):
         Run.create(foreign)
-    with pytest.raises(NotARunError, match="cannot create a run at .*notes.txt/run"):
+    with pytest.raises(NotARunError, match="run at .*notes.txt/run: .*notes.txt is a file"):
         Run.create(foreign / "notes.txt" / "run")
     assert [p.name for p in foreign.iterdir()] == ["notes.txt"] and not missing.exists()
     # What a creation killed under earlier versions left (an empty queries/) becomes a run.

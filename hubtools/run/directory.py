@@ -359,6 +359,9 @@ def _check_creatable(path: Path) -> None:
     if path.exists() and not path.is_dir():
         raise NotARunError(f"{path} is a file, not a run directory; give a directory for the run")
     if not path.is_dir():
+        above = next((p for p in path.absolute().parents if p.exists()), None)
+        if above is not None and not above.is_dir():
+            raise NotARunError(f"cannot create a run at {path}: {above} is a file")
         return
     for entry in path.iterdir():
         leftover = (
