@@ -320,6 +320,9 @@ def _make(path: Path, config: Any, queries: Iterable[Query] | None) -> AddResult
         real.parent.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(staging, ignore_errors=True)
         (staging / "queries").mkdir(parents=True)
+    except OSError as err:  # e.g. a read-only parent
+        raise NotARunError(f"cannot create a run at {path}: {err.strerror or err}") from None
+    try:
         with open(staging / RUN_FILE, "w") as file:
             file.write(yaml.safe_dump(config, sort_keys=False))
             file.flush()
@@ -342,10 +345,6 @@ def _make(path: Path, config: Any, queries: Iterable[Query] | None) -> AddResult
         _fsync_dir(real)
         _fsync_dir(real.parent)
         return added
-    except (NotADirectoryError, FileExistsError, PermissionError) as err:
-        raise NotARunError(
-            f"cannot create a run at {path}: {(err.strerror or str(err)).lower()}"
-        ) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
