@@ -30,6 +30,9 @@ hub_app.add_typer(token_app, name="token")
 app.add_typer(queries_app, name="queries")
 
 RunOption = typer.Option(..., "--run", help="Run directory (created if missing).")
+WaitOption = typer.Option(
+    False, "--wait", help="If another process is writing the same shard, wait for it to finish."
+)
 
 
 @hub_app.command("serve")
@@ -99,11 +102,12 @@ def queries_pull(
     ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    wait: bool = WaitOption,
 ) -> None:
     """Stream Hub datasets into the run's pool, pinned to their commits; resumable."""
     from hubtools.queries.pull import pull
 
-    result = pull(config, run, progress=not quiet, chunk_rows=chunk_rows)
+    result = pull(config, run, progress=not quiet, chunk_rows=chunk_rows, wait=wait)
     print(json.dumps(result.to_dict(), indent=2) if as_json else result)
 
 
@@ -129,6 +133,7 @@ def queries_clean(
     workers: int | None = typer.Option(None, "--workers", min=1, help="Scan processes."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    wait: bool = WaitOption,
 ) -> None:
     """Filter, deduplicate and decontaminate the pool into the run's query set."""
     from hubtools.errors import UsageError
@@ -145,7 +150,7 @@ def queries_clean(
     result = clean(
         run, benchmarks=None if benchmarks is None else tuple(parse_benchmarks(benchmarks)),
         embeddings=embeddings, embedding_model=embedding_model, embedding_threshold=threshold,
-        shard=index_count, workers=workers, progress=not quiet,
+        shard=index_count, workers=workers, progress=not quiet, wait=wait,
     )  # fmt: skip
     print(json.dumps(result.to_dict(), indent=2) if as_json else result)
 
@@ -174,6 +179,7 @@ def generate(
     shards: int | None = typer.Option(None, "--shards", help="Shard count for --executor ray."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+    wait: bool = WaitOption,
 ) -> None:
     """Ask every teacher every query until its answer verifies; resumable after any crash.
 
@@ -183,7 +189,7 @@ def generate(
     from hubtools.teachers import generate as run_generate
 
     summaries = run_generate(
-        run, config, shard=shard, executor=executor, shards=shards, progress=not quiet
+        run, config, shard=shard, executor=executor, shards=shards, progress=not quiet, wait=wait
     )
     if as_json:
         print(json.dumps([s.to_dict() for s in summaries], indent=2))
@@ -275,13 +281,14 @@ def import_(
     workers: int | None = typer.Option(None, "--workers", min=1, help="Verifier processes."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    wait: bool = WaitOption,
 ) -> None:
     """Bring teacher outputs made elsewhere into a run, verified (or with their given score)."""
     from hubtools.release.importer import import_outputs
 
     result = import_outputs(
         file, run=run, teacher=teacher, category=category, source=source, model=model,
-        workers=workers, progress=not quiet,
+        workers=workers, progress=not quiet, wait=wait,
     )  # fmt: skip
     print(json.dumps(result.to_dict(), indent=2) if as_json else result)
 
@@ -336,6 +343,7 @@ def verify(
         None, "--judge-key-env", help="Variable holding the judge endpoint's own key."
     ),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable summary."),
+    wait: bool = WaitOption,
 ) -> None:
     """Score answers 0..1: a run's stored attempts, or --input answers made elsewhere."""
     from hubtools.errors import UsageError
@@ -362,7 +370,7 @@ def verify(
         )
     result = run_verify(
         run, input=input, output=output, force=force, shard=(index, count), teacher=teacher,
-        config=config, workers=workers,
+        config=config, workers=workers, wait=wait,
     )  # fmt: skip
     print(json.dumps(result.to_dict(), indent=2) if as_json else result)
 

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from hubtools.errors import InputFileError, RunStoreError, UsageError
+from hubtools.errors import InputFileError, UsageError
 from hubtools.recordfile import FORMAT_HINT, query_from_record, read_records
 from hubtools.records import Category, Query
-from hubtools.run import RUN_FILE, AddResult, Run
+from hubtools.run import AddResult, Run
 
 
 def add(
@@ -33,9 +31,7 @@ def add(
     except ValueError as err:
         raise UsageError(str(err)) from None
     queries = read_queries(file, category=category, source=source or file.name)
-    if (run / RUN_FILE).exists():
-        return Run.open(run).add_queries(queries)
-    return _add_to_new_run(run, queries)
+    return Run.create(run, queries=queries).added  # a new run appears only with its queries
 
 
 def read_queries(file: Path, *, category: Category, source: str) -> Iterator[Query]:
@@ -50,21 +46,3 @@ def read_queries(file: Path, *, category: Category, source: str) -> Iterator[Que
         yield query
     if count == 0:
         raise InputFileError(str(file), None, f"no queries found; {FORMAT_HINT}")
-
-
-def _add_to_new_run(run: Path, queries: Iterator[Query]) -> AddResult:
-    """Build the run beside its destination and move it in, so a bad file leaves nothing.
-
-    run.yaml moves last: a directory becomes a run only once its queries are there.
-    """
-    staging = run.resolve().parent / f".{run.resolve().name}.{os.getpid()}.tmp"
-    try:
-        result = Run.create(staging).add_queries(queries)
-        run.mkdir(parents=True, exist_ok=True)
-        if any(run.iterdir()):
-            raise RunStoreError(f"{run} exists and is not a run; pick a new directory")
-        for entry in sorted(staging.iterdir(), key=lambda p: p.name == RUN_FILE):
-            entry.rename(run / entry.name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return result

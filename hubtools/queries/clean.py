@@ -22,6 +22,7 @@ import os
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ from hubtools.queries.pull import POOL_DIR, pool_counts, read_provenance
 from hubtools.queries.scan import METHODS, SCAN_DIR, Scanner, ScanUnit, scan_units
 from hubtools.queries.settings import SECTION, CleanSettings
 from hubtools.run import RUN_FILE, Run
+from hubtools.run.lock import sweep
 
 FUNNEL_FILE = "funnel.json"
 REMOVED_FILE = Path("clean") / "removed.parquet"
@@ -131,11 +133,14 @@ def clean(
     shard: tuple[int, int] | None = None,
     workers: int | None = None,
     progress: bool = True,
+    wait: bool = False,
 ) -> CleanResult | ScanResult:
     """Clean ``run``'s pool into its query set (see the module doc).
 
     Options left None come from the run's frozen ``clean:`` section, else the defaults;
-    a value different from the frozen one is refused.
+    a value different from the frozen one is refused. The scan shards it writes are
+    locked (``--shard i/N``: that one; else all, and the decision): another clean on
+    them makes this fail at once (``RunBusyError``), or wait (``wait``).
     """
     started = time.monotonic()
     opened = Run.open(run)
@@ -153,21 +158,41 @@ def clean(
     )
     if base is not None and base != settings:  # refused before anything is loaded
         _refuse(opened.path, base, settings)
-    parts = sorted((pool.path / "queries").glob("part-*.parquet"))
     count = _shard_count(opened.path, shard)
     shards = [shard] if shard else [(i, count) for i in range(count)]
-    units = [u for s in shards for u in scan_units(parts, s)]
-    pending = [u for u in units if not u.output(opened.path).exists()]
-    # Benchmarks and the embedding model load before the settings freeze: a failure
-    # leaves the run free to be cleaned with other choices.
-    loaded = _benchmarks(opened.path, settings, progress)
-    inline = Scanner(settings, loaded) if pending and settings.embeddings else None
-    if base is None:
-        opened = Run.create(opened.path, {SECTION: settings.to_dict()})
-    queries = _scan(opened.path, pending, settings, loaded, workers, progress, inline)
-    if shard is not None:
-        return ScanResult(str(opened.path), shard, len(units), len(pending), queries)
-    return _finish(opened, pool, parts, units, settings, loaded, progress, started)
+    with ExitStack() as locks:  # the scan shards it writes; all of them to decide
+        for i, n in shards:
+            what = f"clean shard {i}/{n} of {opened.path}"
+            locks.enter_context(opened.lock(f"clean-{i:05d}-of-{n:05d}", what, "queries clean",
+                                            wait=wait))  # fmt: skip
+        _sweep(opened.path, shard)
+        parts = sorted((pool.path / "queries").glob("part-*.parquet"))
+        units = [u for s in shards for u in scan_units(parts, s)]
+        pending = [u for u in units if not u.output(opened.path).exists()]
+        # Benchmarks and the embedding model load before the settings freeze: a failure
+        # leaves the run free to be cleaned with other choices.
+        loaded = _benchmarks(opened.path, settings, progress)
+        inline = Scanner(settings, loaded) if pending and settings.embeddings else None
+        if base is None:
+            opened = Run.create(opened.path, {SECTION: settings.to_dict()})
+        queries = _scan(opened.path, pending, settings, loaded, workers, progress, inline)
+        if shard is not None:
+            return ScanResult(str(opened.path), shard, len(units), len(pending), queries)
+        return _finish(opened, pool, parts, units, settings, loaded, progress, started)
+
+
+def _sweep(run: Path, shard: tuple[int, int] | None) -> None:
+    """Remove the temp files a killed clean left, as far as the locks held cover them:
+    one shard's scan files, or (every shard locked) everything clean writes."""
+    if shard is None:
+        for folder in [run / "clean", *(p for p in (run / "clean").rglob("*") if p.is_dir())]:
+            sweep(folder, r"\..+\.(?P<pid>\d+)\.tmp", locked=True)
+        sweep(run, rf"\.{FUNNEL_FILE}\.(?P<pid>\d+)\.tmp", locked=True)
+        return
+    i, n = shard
+    for folder in (run / SCAN_DIR).glob("*"):
+        sweep(folder, rf"\.rg-\d+-shard-{i:05d}-of-{n:05d}\.parquet\.(?P<pid>\d+)\.tmp",
+              locked=True)  # fmt: skip
 
 
 def _refuse(run: Path, frozen: CleanSettings, given: CleanSettings) -> None:

@@ -29,7 +29,8 @@ from hubtools.errors import DataSourceError, RunStoreError
 from hubtools.queries.hubdata import open_spec, resolve_commit
 from hubtools.queries.sources import SourceSpec, read_sources
 from hubtools.records import Query
-from hubtools.run import RUN_FILE, Run
+from hubtools.run import Run
+from hubtools.run.lock import sweep
 
 POOL_DIR = "pulled"
 SOURCES_FILE = "sources.json"
@@ -106,17 +107,23 @@ def pull(
     *,
     progress: bool = True,
     chunk_rows: int = 50_000,
+    wait: bool = False,
 ) -> PullResult:
-    """Pull every source of ``config`` (a sources.yaml) into ``run``'s pool."""
+    """Pull every source of ``config`` (a sources.yaml) into ``run``'s pool.
+
+    One pull per run at a time: another one makes this fail at once (``RunBusyError``),
+    or wait (``wait``). The run and its pool are created whole (see ``Run.create``).
+    """
     specs = read_sources(config)
     run = Path(run)
-    if not (run / RUN_FILE).exists():
-        Run.create(run)
-    pool = Run.create(pool_path(run))
-    state = read_provenance(run)
-    pulls = []
-    for spec in specs:
-        pulls.append(_pull_source(spec, pool, state, progress=progress, chunk_rows=chunk_rows))
+    opened = Run.create(run)
+    with opened.lock("pull", f"the pool of {run}", "queries pull", wait=wait):
+        sweep(pool_path(run), rf"\.{SOURCES_FILE}\.(?P<pid>\d+)\.tmp", locked=True)
+        pool = Run.create(pool_path(run))
+        state = read_provenance(run)
+        pulls = []
+        for spec in specs:
+            pulls.append(_pull_source(spec, pool, state, progress=progress, chunk_rows=chunk_rows))
     counts = pool_counts(pool)
     for item in pulls:
         entry = state[item.name]

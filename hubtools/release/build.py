@@ -17,6 +17,7 @@ and moved into place at the end: a failed build leaves no half folder.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from collections import Counter
@@ -34,6 +35,7 @@ from hubtools.records import PASS_THRESHOLD, RELEASE_SCHEMA, Category
 from hubtools.release.rows import QueryIndex, passed_in_all, release_row, with_queries
 from hubtools.release.stats import CategoryStats, Funnel, read_funnel_file, teacher_funnel
 from hubtools.run import AttemptStore, Run, TeacherCounts
+from hubtools.run.lock import sweep
 from hubtools.run.store import stored_teachers
 
 DEFAULT_MAX_SHARD_BYTES = 256 * 1024**2
@@ -188,6 +190,8 @@ def build(
     threshold = threshold if threshold is not None else section.get("threshold", PASS_THRESHOLD)
 
     staging = out.resolve().parent / f".{out.name}.build-{os.getpid()}"
+    kinds = "build|old" if out.exists() else "build"  # an .old- is the release if out is gone
+    sweep(staging.parent, rf"\.{re.escape(out.name)}\.(?:{kinds})-(?P<pid>\d+)")
     store = opened.merge_shards()
     previous_pool = _use_returning_memory_pool()
     try:

@@ -99,8 +99,13 @@ def import_outputs(
     model: str | None = None,
     workers: int | None = None,
     progress: bool = True,
+    wait: bool = False,
 ) -> ImportResult:
-    """Store the answers in ``file`` as ``teacher``'s attempts in ``run`` (created if new)."""
+    """Store the answers in ``file`` as ``teacher``'s attempts in ``run`` (created if new).
+
+    The shards it writes are locked meanwhile: another writer of one of them makes this
+    fail at once (``RunBusyError``) before anything is stored, or wait (``wait``).
+    """
     file, run_path = Path(file), Path(run)
     if not teacher or "/" in teacher or teacher != teacher.strip():
         raise UsageError(f"--teacher must be a plain name, got {teacher!r}")
@@ -119,19 +124,22 @@ def import_outputs(
     verify_config = None
     if to_verify:
         verify_config = _verify_config(opened, {a.query.category for a in to_verify}, file)
-    if f"teacher:{teacher}" not in opened.config:
-        opened = Run.create(
-            opened.path, {f"teacher:{teacher}": {"model": model or teacher, "imported": True}}
-        )
-    result = ImportResult(file=str(file), teacher=teacher, records=len(answers))
-    result.new_queries = opened.add_queries(_distinct_queries(answers)).added
     shards = opened.shard_count() or 1
-    for index in range(shards):
-        mine = [a for a in answers if shard_of(a.query.query_id, shards) == index]
-        if mine:
-            _store_shard(
-                opened, (index, shards), teacher, mine, verify_config, workers, result, progress
+    mine: dict[int, list[_Answer]] = {}
+    for a in answers:
+        mine.setdefault(shard_of(a.query.query_id, shards), []).append(a)
+    with opened.shard_locks([(i, shards) for i in mine], "import", wait=wait):
+        if f"teacher:{teacher}" not in opened.config:
+            opened = Run.create(
+                opened.path, {f"teacher:{teacher}": {"model": model or teacher, "imported": True}}
             )
+        result = ImportResult(file=str(file), teacher=teacher, records=len(answers))
+        result.new_queries = opened.add_queries(_distinct_queries(answers)).added
+        for index in sorted(mine):
+            _store_shard(
+                opened, (index, shards), teacher, mine[index], verify_config, workers, result,
+                progress,
+            )  # fmt: skip
     return result
 
 

@@ -22,6 +22,14 @@ never duplicates anything. The one exception, and the one way a verdict changes:
 same transaction that writes its successor. Verdicts are never deleted, so a run
 killed at any moment keeps a verdict for every attempt that had one.
 
+A run is created whole (``Run.create``): built beside its directory and put in place,
+so a creator killed at any moment leaves no run or a complete one.
+
+Locks (``lock.py``). One process writes a shard at a time: ``generate``, ``verify`` and
+``import`` hold ``Run.shard_lock`` (an ``flock`` under ``RUN/locks/``, released by the
+kernel when the holder dies); a second writer gets ``RunBusyError`` naming the holder,
+or waits. Readers (``status``, ``build``) take no lock: WAL gives them a snapshot.
+
 Sharding. ``--shard i/N`` gives a worker the queries with ``shard_of(query_id, N) == i``
 and its own database, so N machines write without contending. A run keeps the N its
 first attempts were stored with; ``merge_shards`` unions the shards for readers.

@@ -5,9 +5,11 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
+import shutil
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import yaml
 
-from hubtools.errors import RunStoreError, UsageError
+from hubtools.errors import NotARunError, RunStoreError, UsageError
 from hubtools.records import Category, Query
 from hubtools.run._files import (
     _chunks,
@@ -26,6 +28,7 @@ from hubtools.run._files import (
     _staged,
     shard_of,
 )
+from hubtools.run.lock import LOCKS_DIR, Lock, sweep
 from hubtools.run.store import AttemptStore
 
 RUN_FILE = "run.yaml"
@@ -66,30 +69,35 @@ class Run:
 
     path: Path
     config: dict[str, Any]
+    added: AddResult | None = field(default=None, compare=False, repr=False)
 
     @classmethod
-    def create(cls, path: Path | str, config: Mapping[str, Any] = DEFAULT_CONFIG) -> Run:
+    def create(
+        cls,
+        path: Path | str,
+        config: Mapping[str, Any] = DEFAULT_CONFIG,
+        *,
+        queries: Iterable[Query] | None = None,
+    ) -> Run:
         """Create a run, or open it and freeze the config sections it does not have yet.
 
         Each top-level section of run.yaml (`teachers`, `sampling`, `verify`, ...) is
         frozen by the first stage that brings it: a later stage may add new sections,
         never change one, so every attempt in a run was made under one config.
+
+        A new run is never seen half made (see ``_make``). ``queries`` are added to the run
+        (``added`` holds the count); a new run gets them before it appears, so an input
+        that raises midway leaves no run behind.
         """
         path = Path(path)
         try:
             config = yaml.safe_load(yaml.safe_dump(dict(config)))
         except yaml.YAMLError as err:
             raise RunStoreError(f"the run config must be plain YAML data: {err}") from None
-        if not (path / RUN_FILE).exists():
-            if path.exists() and (not path.is_dir() or any(path.iterdir())):
-                raise RunStoreError(f"{path} exists and is not a run; pick a new directory")
-            (path / "queries").mkdir(parents=True, exist_ok=True)
-            try:
-                with _staged(path / RUN_FILE) as tmp:
-                    tmp.write_text(yaml.safe_dump(config, sort_keys=False))
-                    _publish(tmp, path / RUN_FILE)
-            except FileExistsError:
-                pass  # created concurrently: compare with that one below
+        added = None
+        _sweep_staging(path)
+        if not (path / RUN_FILE).is_file():
+            added = _make(path, config, queries)
         run = cls.open(path)
         run._check_frozen(config)
         if any(k not in run.config for k in config):
@@ -103,6 +111,8 @@ class Run:
                         os.fsync(file.fileno())
                     os.replace(tmp, path / RUN_FILE)
                 run = cls.open(path)
+        if queries is not None:
+            run.added = added if added is not None else run.add_queries(queries)
         return run
 
     def _check_frozen(self, config: Mapping[str, Any]) -> None:
@@ -120,14 +130,57 @@ class Run:
         try:
             config = yaml.safe_load((path / RUN_FILE).read_text())
         except FileNotFoundError:
-            raise RunStoreError(
-                f"{path} is not a run directory (no {RUN_FILE}); "
-                "start one with `hubtools queries add FILE --run PATH`"
+            if not path.exists():
+                raise NotARunError(
+                    f"{path} does not exist; start a run with `hubtools queries add FILE --run "
+                    f"{path}`, or give the run's directory"
+                ) from None
+            raise NotARunError(
+                f"{path} is not a run directory (no {RUN_FILE}); give the run's directory, "
+                "or start one with `hubtools queries add FILE --run PATH`"
             ) from None
+        except NotADirectoryError:
+            raise NotARunError(
+                f"{path} is a file, not a run directory; give the directory of the run"
+            ) from None
+        except IsADirectoryError:
+            raise NotARunError(f"{path / RUN_FILE} is a directory; {path} is not a run") from None
+        except PermissionError:
+            raise RunStoreError(f"cannot read {path / RUN_FILE}: permission denied") from None
         except yaml.YAMLError as err:
             problem = " ".join(str(err).split())  # YAML errors span lines; ours are one
             raise RunStoreError(f"{path / RUN_FILE} is not valid YAML: {problem}") from None
+        if config is not None and not isinstance(config, dict):
+            raise RunStoreError(f"{path / RUN_FILE} must be a mapping of sections")
         return cls(path, config or {})
+
+    # -- locks (see hubtools.run.lock) -----------------------------------------------------
+
+    def lock(self, name: str, what: str, stage: str, *, wait: bool = False) -> Lock:
+        """``RUN/locks/NAME.lock``, to hold while writing ``what``; RunBusyError if held."""
+        return Lock(self.path / LOCKS_DIR / f"{name}.lock", what, stage, wait=wait)
+
+    def shard_lock(self, shard: tuple[int, int] = (0, 1), stage: str = "a stage", *,
+                   wait: bool = False) -> Lock:  # fmt: skip
+        """The one-writer lock of a shard's attempts and verdicts (``(0, 1)``: unsharded).
+
+        Writers (generate, verify, import) hold it; readers (status, build) need none:
+        SQLite's WAL gives them a consistent snapshot while a writer commits.
+        """
+        i, n = shard
+        if not 0 <= i < n:
+            raise UsageError(f"bad shard {i}/{n}: need 0 <= i < N")
+        return self.lock(f"shard-{i:05d}-of-{n:05d}", f"shard {i}/{n} of {self.path}", stage,
+                         wait=wait)  # fmt: skip
+
+    @contextmanager
+    def shard_locks(self, shards: Iterable[tuple[int, int]], stage: str, *,
+                    wait: bool = False) -> Iterator[None]:  # fmt: skip
+        """Several shards' locks, always taken in the same order so waiters cannot deadlock."""
+        with ExitStack() as stack:
+            for shard in sorted(set(shards)):
+                stack.enter_context(self.shard_lock(shard, stage, wait=wait))
+            yield
 
     # -- the query set -------------------------------------------------------------------
 
@@ -196,9 +249,15 @@ class Run:
 
     @contextmanager
     def _queries_lock(self) -> Iterator[None]:
-        """One adder at a time, so two adds cannot both take a query or a part number."""
+        """One adder at a time, so two adds cannot both take a query or a part number.
+
+        Temp files of a killed adder (only adders write them, under this lock) go here.
+        """
+        (self.path / "queries").mkdir(exist_ok=True)  # a kill may have left a run without it
         with open(self.path / "queries" / ".lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
+            sweep(self.path / "queries", r"\.part-\d+\.parquet\.(?P<pid>\d+)\.tmp", locked=True)
+            sweep(self.path, rf"\.{RUN_FILE}\.(?P<pid>\d+)\.tmp", locked=True)
             yield
 
     # -- attempts and verdicts -----------------------------------------------------------
@@ -236,6 +295,89 @@ class Run:
         for path in self.shard_paths():
             merged.merge_from(path)
         return merged
+
+
+def _sweep_staging(path: Path) -> None:
+    """Remove what a creation of ``path`` killed midway left beside it (see ``_make``)."""
+    real = path.resolve()
+    sweep(real.parent, rf"\.{re.escape(real.name)}\.(?P<pid>\d+)\.tmp")
+
+
+def _make(path: Path, config: Any, queries: Iterable[Query] | None) -> AddResult | None:
+    """Make a new run so that ``path`` is only ever absent, an empty directory, or a run.
+
+    Everything is built in a sibling ``.NAME.<pid>.tmp/`` (run.yaml, and queries/ with the
+    first part) and fsynced. Then the directory appears (empty, which any stage may still
+    make a run), run.yaml is linked in (it is a run from now on) and queries/ is renamed
+    in: a kill in between leaves a complete run without those queries, and adding them
+    again adds them. A directory that is in use is never replaced (it may be someone's
+    working directory). A concurrent creator's run.yaml wins; our queries go to its run.
+    """
+    _check_creatable(path)
+    real = path.resolve()
+    staging = real.parent / f".{real.name}.{os.getpid()}.tmp"
+    try:
+        real.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(staging, ignore_errors=True)
+        (staging / "queries").mkdir(parents=True)
+    except OSError as err:  # e.g. a read-only parent
+        raise NotARunError(f"cannot create a run at {path}: {err.strerror or err}") from None
+    try:
+        with open(staging / RUN_FILE, "w") as file:
+            file.write(yaml.safe_dump(config, sort_keys=False))
+            file.flush()
+            os.fsync(file.fileno())
+        staged = Run(staging, config)
+        added = None if queries is None else staged.add_queries(queries)
+        _fsync_dir(staging)
+        real.mkdir(exist_ok=True)
+        try:
+            os.link(staging / RUN_FILE, real / RUN_FILE)
+        except FileExistsError:  # created concurrently: our queries join that run
+            winner = Run.open(real)
+            winner._check_frozen(config)
+            return None if added is None else winner.add_queries(staged.iter_queries())
+        try:
+            os.rename(staging / "queries", real / "queries")
+        except OSError:  # a queries/ that is not empty (a concurrent adder's, or an old one)
+            if added is not None:
+                Run.open(real).add_queries(staged.iter_queries())
+        _fsync_dir(real)
+        _fsync_dir(real.parent)
+        return added
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _check_creatable(path: Path) -> None:
+    """Refuse a file, or a directory holding anything but what a killed creation left.
+
+    An empty ``queries/`` (no part in it) without run.yaml is what versions before the
+    atomic creation left when killed; it holds nothing, so the run is made over it.
+    """
+    if path.exists() and not path.is_dir():
+        raise NotARunError(f"{path} is a file, not a run directory; give a directory for the run")
+    if not path.is_dir():
+        above = next((p for p in path.absolute().parents if p.exists()), None)
+        if above is not None and not above.is_dir():
+            raise NotARunError(f"cannot create a run at {path}: {above} is a file")
+        return
+    for entry in path.iterdir():
+        leftover = (
+            entry.name == "queries" and entry.is_dir() and not any(entry.glob("part-*.parquet"))
+        )
+        if not leftover:
+            raise NotARunError(
+                f"{path} exists and is not a run (no {RUN_FILE}); pick a new directory"
+            )
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _diff(frozen: Any, given: Any, key: str = "") -> list[str]:

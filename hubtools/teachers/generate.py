@@ -124,11 +124,28 @@ async def generate_shard(
     verify_config: dict[str, Any] | None = None,
     shard: tuple[int, int] = (0, 1),
     progress: bool = True,
+    wait: bool = False,
+) -> GenerateSummary:
+    """One shard, holding its lock: a second writer is refused (``RunBusyError``) or waits."""
+    run = Run.open(run_path)
+    lock = run.shard_lock(shard, "generate", wait=wait)
+    await lock.acquire_async()
+    try:
+        return await _generate_locked(run, config, verify_config, shard, progress)
+    finally:
+        lock.release()
+
+
+async def _generate_locked(
+    run: Run,
+    config: GenerateConfig,
+    verify_config: dict[str, Any] | None,
+    shard: tuple[int, int],
+    progress: bool,
 ) -> GenerateSummary:
     from hubtools.verify.base import VerifyConfig
     from hubtools.verify.pool import VerifyPool
 
-    run = Run.open(run_path)
     start = time.monotonic()
     bars = Progress([t.name for t in config.teachers], enabled=progress)
     writer = StoreWriter(run, shard)
@@ -160,8 +177,14 @@ def generate(
     executor: str = "local",
     shards: int | None = None,
     progress: bool = True,
+    wait: bool = False,
 ) -> list[GenerateSummary]:
-    """Distil every query of the run (or of one shard) from every configured teacher."""
+    """Distil every query of the run (or of one shard) from every configured teacher.
+
+    Each shard is written by one process at a time: another ``generate`` (or ``verify``,
+    ``import``) on it makes this one fail at once with ``RunBusyError``, or, with
+    ``wait``, wait for it to finish.
+    """
     import yaml
 
     config = GenerateConfig.load(config_path)
@@ -170,14 +193,14 @@ def generate(
     if executor == "ray":
         from hubtools.teachers.executors import run_on_ray
 
-        return run_on_ray(run, config_path, shards or 1)
+        return run_on_ray(run, config_path, shards or 1, wait=wait)
     if executor != "local":
         raise UsageError(f"--executor must be 'local' or 'ray', got {executor!r}")
     if shards is not None:
         raise UsageError("--shards is for --executor ray; run one shard here with --shard i/N")
     selected = parse_shard(shard) if shard else (0, 1)
     summary = aio.run(
-        generate_shard(run, config, raw.get("verify"), selected, progress),
+        generate_shard(run, config, raw.get("verify"), selected, progress, wait),
         gc_threshold=GC_THRESHOLD,
     )
     return [summary]

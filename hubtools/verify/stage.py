@@ -121,6 +121,7 @@ def verify(
     config: VerifyConfig | None = None,
     workers: int | None = None,
     progress: bool = True,
+    wait: bool = False,
 ) -> VerifyResult:
     """Verify a run's stored attempts (``run``) or a JSONL file of answers (``input``/``output``).
 
@@ -148,7 +149,8 @@ def verify(
     if "verify" not in opened.config:  # freeze the defaults, as the first stage to use them
         opened = Run.create(opened.path, {"verify": {}})
     config = VerifyConfig.from_dict(opened.config["verify"])
-    return asyncio.run(_verify_run(opened, shard, teacher, force, config, workers, progress))
+    with opened.shard_lock(shard, "verify", wait=wait):
+        return asyncio.run(_verify_run(opened, shard, teacher, force, config, workers, progress))
 
 
 # -- run mode ------------------------------------------------------------------------------
