@@ -12,32 +12,71 @@ from pathlib import Path
 
 import typer
 
-from hubtools.errors import HubtoolsError
+from hubtools.errors import EXIT_INTERRUPTED, EXIT_PARTIAL, EXIT_USAGE, HubtoolsError, UsageError
 
+# Plain help (no Rich markup): Rich would eat `hubtools[embed]` and print `<bool>` on flags.
+_PLAIN = dict(no_args_is_help=True, rich_markup_mode=None)
 app = typer.Typer(
     help="Verified, versioned reasoning-data distillation on the Hugging Face Hub.",
-    no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    **_PLAIN,
 )
-hub_app = typer.Typer(
-    help="Run and administer a local, Hub-compatible server.", no_args_is_help=True
-)
-token_app = typer.Typer(help="Access tokens of a local Hub.", no_args_is_help=True)
-queries_app = typer.Typer(help="Build the query set of a run.", no_args_is_help=True)
+hub_app = typer.Typer(help="Run and administer a local, Hub-compatible server.", **_PLAIN)
+token_app = typer.Typer(help="Access tokens of a local Hub.", **_PLAIN)
+queries_app = typer.Typer(help="Build the query set of a run.", **_PLAIN)
 app.add_typer(hub_app, name="hub")
 hub_app.add_typer(token_app, name="token")
 app.add_typer(queries_app, name="queries")
+
+
+def _version(value: bool) -> None:
+    """`--version`: eager and cheap (no stage module is imported)."""
+    if not value:
+        return
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        number = version("hubtools")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        from hubtools import __version__ as number
+    print(f"hubtools {number}")
+    raise typer.Exit(0)
+
+
+@app.callback()
+def _options(
+    _: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Verified, versioned reasoning-data distillation on the Hugging Face Hub."""
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``i/N`` with ``0 <= i < N``, or a one-line UsageError (checked before any work)."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise UsageError(f"--shard must look like i/N (e.g. 0/8), got {text!r}") from None
+    if not 0 <= index < count:
+        raise UsageError(f"--shard {text}: need 0 <= i < N (shards are numbered 0 to N-1)")
+    return index, count
+
 
 RunOption = typer.Option(..., "--run", help="Run directory (created if missing).")
 
 
 @hub_app.command("serve")
 def hub_serve(
-    root: Path = typer.Option(..., "--root", help="Directory holding the repos, users and tokens."),
+    root: Path = typer.Option(
+        ..., "--root", help="Directory holding the repos, users and tokens (created if missing)."
+    ),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
-    port: int = typer.Option(8765, "--port", help="Port to listen on."),
-    max_body_mb: int = typer.Option(512, "--max-body-mb", help="Largest request body accepted."),
+    port: int = typer.Option(8765, "--port", help="Port to listen on (0: any free port)."),
+    max_body_mb: int = typer.Option(
+        512, "--max-body-mb", min=1, help="Largest request body accepted."
+    ),
     no_fsync: bool = typer.Option(False, "--no-fsync", help="Skip fsync (faster, not power-safe)."),
     log_level: str = typer.Option("warning", "--log-level", help="debug, info, warning, error."),
 ) -> None:
@@ -52,15 +91,18 @@ def hub_serve(
 
 @token_app.command("create")
 def hub_token_create(
-    root: Path = typer.Option(..., "--root", help="The local Hub's directory."),
+    root: Path = typer.Option(
+        ..., "--root", help="The local Hub's directory (made by `hubtools hub serve`)."
+    ),
     user: str = typer.Option(..., "--user", help="User the token belongs to (created if new)."),
     org: list[str] = typer.Option([], "--org", help="Organization of the user (repeatable)."),
     write: bool = typer.Option(False, "--write", help="A write token (default: read-only)."),
+    init: bool = typer.Option(False, "--init", help="Create the Hub's directory if missing."),
 ) -> None:
     """Print a new access token on stdout; only its hash is stored."""
     from hubtools.hub import create_token
 
-    print(create_token(root, user, org, write))
+    print(create_token(root, user, org, write, init=init))
 
 
 @hub_app.command("env")
@@ -131,17 +173,10 @@ def queries_clean(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Filter, deduplicate and decontaminate the pool into the run's query set."""
-    from hubtools.errors import UsageError
     from hubtools.queries.clean import clean
     from hubtools.queries.decontaminate import parse_benchmarks
 
-    index_count = None
-    if shard is not None:
-        try:
-            index_count = tuple(int(part) for part in shard.split("/"))
-            assert len(index_count) == 2
-        except (ValueError, AssertionError):
-            raise UsageError(f"--shard must look like i/N, got {shard!r}") from None
+    index_count = None if shard is None else parse_shard(shard)
     result = clean(
         run, benchmarks=None if benchmarks is None else tuple(parse_benchmarks(benchmarks)),
         embeddings=embeddings, embedding_model=embedding_model, embedding_threshold=threshold,
@@ -190,7 +225,7 @@ def generate(
     else:
         print("\n".join(str(s) for s in summaries))
     if not all(s.ok for s in summaries):
-        raise typer.Exit(3)
+        raise typer.Exit(EXIT_PARTIAL)
 
 
 @app.command("build")
@@ -333,14 +368,10 @@ def verify(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable summary."),
 ) -> None:
     """Score answers 0..1: a run's stored attempts, or --input answers made elsewhere."""
-    from hubtools.errors import UsageError
     from hubtools.verify import JudgeConfig, VerifyConfig
     from hubtools.verify import verify as run_verify
 
-    try:
-        index, count = (int(part) for part in shard.split("/"))
-    except ValueError:
-        raise UsageError(f"--shard must look like i/N, got {shard!r}") from None
+    index, count = parse_shard(shard)
     judge_flags = judge_endpoint or judge_model or judge_key_env
     config = None
     if input is not None:
@@ -363,11 +394,25 @@ def verify(
 
 
 def main() -> None:
+    """Run the CLI: every user mistake is one `error:` line and a documented exit code."""
     try:
-        app()
+        code = app(standalone_mode=False)
+    except typer.TyperException as err:  # the parser's (click's) errors: bad options, arguments
+        if type(err).__name__ == "NoArgsIsHelpError":  # a bare group: its help, as click does
+            err.show()
+        else:
+            message = " ".join(err.format_message().split()).rstrip(".")
+            ctx = getattr(err, "ctx", None)
+            where = f"; see `{ctx.command_path} --help`" if ctx is not None else ""
+            print(f"error: {message}{where}", file=sys.stderr)
+        code = getattr(err, "exit_code", EXIT_USAGE)
+    except typer.Abort:  # Ctrl-D at a prompt
+        print("interrupted", file=sys.stderr)
+        code = EXIT_INTERRUPTED
     except HubtoolsError as err:
         print(f"error: {err}", file=sys.stderr)
-        sys.exit(err.exit_code)
+        code = err.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        sys.exit(130)
+        code = EXIT_INTERRUPTED
+    sys.exit(code if isinstance(code, int) else 0)

@@ -179,7 +179,8 @@ def publish_here(
         "parent": head.sha if previous or history else None,
         "parent_version": previous.removeprefix("v") if previous else None,
         "rows": rows,
-        "changes": _describe([c for c in draft if c.path != "README.md"], rows, before),
+        # Every file the plan lists, the card too (a new version always changes it).
+        "changes": _describe(draft, rows, before),
         "commit": None,
     }
     readme = cards.stamp(
