@@ -64,6 +64,24 @@ def parse_shard(text: str) -> tuple[int, int]:
     return index, count
 
 
+def _check_queries(run: Path) -> None:
+    """A stage that reads a run's queries: the run exists and holds some."""
+    from hubtools.errors import NotARunError
+
+    if not (run / "run.yaml").is_file():
+        raise NotARunError(
+            f"{run} is not a run (no run.yaml); add queries first with "
+            f"`hubtools queries add FILE --run {run}`"
+        )
+    from hubtools.run import Run
+
+    if not Run.open(run).categories():
+        raise UsageError(
+            f"{run} holds no queries; add some with `hubtools queries add FILE --run {run}` "
+            "or `hubtools queries clean`"
+        )
+
+
 RunOption = typer.Option(..., "--run", help="Run directory (created if missing).")
 
 
@@ -206,7 +224,9 @@ def generate(
     config: Path = typer.Option(..., "--config", help="run.yaml naming the teachers."),
     shard: str | None = typer.Option(None, "--shard", help="Only shard i of N, as i/N."),
     executor: str = typer.Option("local", "--executor", help="local, or ray for all shards."),
-    shards: int | None = typer.Option(None, "--shards", help="Shard count for --executor ray."),
+    shards: int | None = typer.Option(
+        None, "--shards", min=1, help="Shard count for --executor ray."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
@@ -215,6 +235,15 @@ def generate(
     Environment: HUBTOOLS_EVENT_LOOP=asyncio runs on asyncio's loop instead of uvloop;
     HUBTOOLS_HTTP_TRANSPORT=httpx sends through httpx2's pools instead of aiohttp.
     """
+    if executor not in ("local", "ray"):
+        raise UsageError(f"--executor must be 'local' or 'ray', got {executor!r}")
+    if shards is not None and executor != "ray":
+        raise UsageError("--shards is for --executor ray; run one shard here with --shard i/N")
+    if shard is not None:
+        if executor == "ray":
+            raise UsageError("--executor ray runs every shard: give --shards N, not --shard")
+        parse_shard(shard)
+    _check_queries(run)
     from hubtools.teachers import generate as run_generate
 
     summaries = run_generate(
@@ -245,7 +274,7 @@ def build(
     max_shard_mb: float = typer.Option(256, "--max-shard-mb", help="Largest Parquet shard."),
     max_shard_rows: int | None = typer.Option(None, "--max-shard-rows", help="Rows per shard."),
     threshold: float | None = typer.Option(
-        None, "--threshold", help="Pass score (default: the teacher's, else 0.9)."
+        None, "--threshold", min=0, max=1, help="Pass score (default: the teacher's, else 0.9)."
     ),
     force: bool = typer.Option(False, "--force", help="Replace a non-empty --out."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
@@ -368,10 +397,10 @@ def verify(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable summary."),
 ) -> None:
     """Score answers 0..1: a run's stored attempts, or --input answers made elsewhere."""
+    index, count = parse_shard(shard)
     from hubtools.verify import JudgeConfig, VerifyConfig
     from hubtools.verify import verify as run_verify
 
-    index, count = parse_shard(shard)
     judge_flags = judge_endpoint or judge_model or judge_key_env
     config = None
     if input is not None:

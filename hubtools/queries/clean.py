@@ -30,6 +30,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from hubtools.errors import RunStoreError, UsageError
+from hubtools.plural import plural
 from hubtools.queries.decisions import (
     CONTAMINATION,
     EXACT,
@@ -76,8 +77,9 @@ class ScanResult:
     def __str__(self) -> str:
         i, n = self.shard
         return (
-            f"shard {i}/{n}: scanned {self.scanned} of {self.units} units ({self.queries:,} "
-            f"queries); when every shard is scanned: hubtools queries clean --run {self.run}"
+            f"shard {i}/{n}: scanned {self.scanned} of {plural(self.units, 'unit')} "
+            f"({plural(self.queries, 'query', 'queries')}); when every shard is scanned: "
+            f"hubtools queries clean --run {self.run}"
         )
 
 
