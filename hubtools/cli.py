@@ -183,7 +183,11 @@ def queries_clean(
     ),
     embedding_model: str | None = typer.Option(None, "--embedding-model", help="Model id."),
     threshold: float | None = typer.Option(
-        None, "--embedding-threshold", help="Cosine similarity that counts (default 0.9)."
+        None,
+        "--embedding-threshold",
+        min=0,
+        max=1,
+        help="Cosine similarity that counts (default 0.9).",
     ),
     shard: str | None = typer.Option(None, "--shard", help="Only scan shard i of N, as i/N."),
     workers: int | None = typer.Option(None, "--workers", min=1, help="Scan processes."),

@@ -142,9 +142,7 @@ def clean(
     started = time.monotonic()
     opened = Run.open(run)
     if not (opened.path / POOL_DIR / RUN_FILE).exists():
-        raise RunStoreError(
-            f"{opened.path} has no pulled queries; run `hubtools queries pull` first"
-        )
+        raise UsageError(f"{opened.path} has no pulled queries; run `hubtools queries pull` first")
     pool = Run.open(opened.path / POOL_DIR)
     base = CleanSettings.from_dict(opened.config[SECTION]) if SECTION in opened.config else None
     settings = (base or CleanSettings()).with_options(

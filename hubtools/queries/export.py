@@ -18,7 +18,7 @@ from typing import Any
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from hubtools.errors import RunStoreError, UsageError
+from hubtools.errors import UsageError
 from hubtools.plural import plural
 from hubtools.queries.clean import REMOVED_FILE
 from hubtools.run import Run
@@ -47,9 +47,7 @@ def export(
     """
     opened, out = Run.open(run), _check_out(Path(out))
     if removed and not (opened.path / REMOVED_FILE).exists():
-        raise RunStoreError(
-            f"{opened.path} has no removed queries yet; run `hubtools queries clean`"
-        )
+        raise UsageError(f"{opened.path} has no removed queries yet; run `hubtools queries clean`")
     records = _removed(opened) if removed else _kept(opened)
     total = _count(opened, removed)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
