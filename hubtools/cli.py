@@ -195,10 +195,10 @@ def queries_clean(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Filter, deduplicate and decontaminate the pool into the run's query set."""
+    index_count = None if shard is None else parse_shard(shard)
     from hubtools.queries.clean import clean
     from hubtools.queries.decontaminate import parse_benchmarks
 
-    index_count = None if shard is None else parse_shard(shard)
     result = clean(
         run, benchmarks=None if benchmarks is None else tuple(parse_benchmarks(benchmarks)),
         embeddings=embeddings, embedding_model=embedding_model, embedding_threshold=threshold,
@@ -285,6 +285,8 @@ def build(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Write a teacher's verified answers as a release folder: card, Parquet configs, assets."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; give a folder for the release")
     from hubtools.release.build import build as run_build
 
     result = run_build(
