@@ -12,7 +12,14 @@ from pathlib import Path
 
 import typer
 
-from hubtools.errors import EXIT_INTERRUPTED, EXIT_PARTIAL, EXIT_USAGE, HubtoolsError, UsageError
+from hubtools.errors import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_PARTIAL,
+    EXIT_USAGE,
+    HubtoolsError,
+    UsageError,
+)
 
 # Plain help (no Rich markup): Rich would eat `hubtools[embed]` and print `<bool>` on flags.
 _PLAIN = dict(no_args_is_help=True, rich_markup_mode=None)
@@ -62,6 +69,28 @@ def parse_shard(text: str) -> tuple[int, int]:
     if not 0 <= index < count:
         raise UsageError(f"--shard {text}: need 0 <= i < N (shards are numbered 0 to N-1)")
     return index, count
+
+
+def check_writable(path: Path, option: str) -> None:
+    """A path this command creates or writes into: its nearest existing folder takes files.
+
+    Probed by making (and removing) a temporary folder there, since permission bits do
+    not tell (root, read-only or virtual file systems). A file in the way is left to the
+    stage, which says what it expected there.
+    """
+    import tempfile
+
+    folder = path
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        if folder != path:
+            raise UsageError(f"{option} {path}: {folder} is a file, not a folder")
+        return
+    try:
+        tempfile.TemporaryDirectory(dir=folder, prefix=".hubtools-probe-").cleanup()
+    except OSError as err:
+        raise UsageError(f"{option} {path}: cannot write in {folder} ({err.strerror})") from None
 
 
 def _check_queries(run: Path) -> None:
@@ -147,6 +176,7 @@ def queries_add(
     """Load Query records from a file into a run; a bad line loads nothing."""
     from hubtools.queries import add
 
+    check_writable(run, "--run")
     print(add(file, run, category=category, source=source))
 
 
@@ -163,6 +193,7 @@ def queries_pull(
     """Stream Hub datasets into the run's pool, pinned to their commits; resumable."""
     from hubtools.queries.pull import pull
 
+    check_writable(run, "--run")
     result = pull(config, run, progress=not quiet, chunk_rows=chunk_rows)
     print(json.dumps(result.to_dict(), indent=2) if as_json else result)
 
@@ -219,6 +250,7 @@ def queries_export(
     """Write the run's query set (or the removed queries) as JSONL."""
     from hubtools.queries.export import export
 
+    check_writable(out, "--out")
     print(export(run, out, removed=removed, progress=not quiet))
 
 
@@ -287,6 +319,7 @@ def build(
     """Write a teacher's verified answers as a release folder: card, Parquet configs, assets."""
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file; give a folder for the release")
+    check_writable(out, "--out")
     from hubtools.release.build import build as run_build
 
     result = run_build(
@@ -346,6 +379,7 @@ def import_(
     """Bring teacher outputs made elsewhere into a run, verified (or with their given score)."""
     from hubtools.release.importer import import_outputs
 
+    check_writable(run, "--run")
     result = import_outputs(
         file, run=run, teacher=teacher, category=category, source=source, model=model,
         workers=workers, progress=not quiet,
@@ -421,6 +455,8 @@ def verify(
             "a run verifies with the verify: settings frozen in its run.yaml; "
             "--judge-* and --math-timeout are for --input"
         )
+    if output is not None:
+        check_writable(output, "--output")
     result = run_verify(
         run, input=input, output=output, force=force, shard=(index, count), teacher=teacher,
         config=config, workers=workers,
@@ -450,4 +486,8 @@ def main() -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         code = EXIT_INTERRUPTED
+    except OSError as err:  # the file system refused (disk full, a read-only mount): one line
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"error: {where}{err.strerror or err}", file=sys.stderr)
+        code = EXIT_FAILED
     sys.exit(code if isinstance(code, int) else 0)

@@ -84,6 +84,8 @@ CASES = [
     case("add-bad-line", "queries add {badlines} --run {new}", absent=["{new}"]),
     case("add-unknown-category", "queries add {queries} --run {new} --category bogus",
          absent=["{new}"]),
+    case("add-run-unwritable", "queries add {queries} --run /proc/hubtools-run"),
+    case("add-run-under-a-file", "queries add {queries} --run {file}/run"),
     case("add-missing-argument", "queries add --run {new}", absent=["{new}"]),
     case("add-run-is-a-file", "queries add {queries} --run {file}",
          owner="C"),  # fixed on branch C
@@ -95,6 +97,7 @@ CASES = [
     case("pull-config-wrong-kind", "queries pull --config {genconfig} --run {new}",
          absent=["{new}"]),
     case("pull-config-empty", "queries pull --config {empty} --run {new}", absent=["{new}"]),
+    case("pull-run-unwritable", "queries pull --config {sources} --run /proc/hubtools-run"),
     case("pull-chunk-rows-zero", "queries pull --config {genconfig} --run {new} --chunk-rows 0",
          absent=["{new}"]),
     # -- queries clean
@@ -110,6 +113,7 @@ CASES = [
     case("export-out-is-a-directory", "queries export --run {run} --out {dir}"),
     case("export-out-folder-missing", "queries export --run {run} --out {new}/sub/out.jsonl",
          absent=["{new}"]),
+    case("export-out-unwritable", "queries export --run {run} --out /proc/hubtools.jsonl"),
     case("export-nothing-removed", "queries export --run {run} --out {new}.jsonl --removed",
          absent=["{new}.jsonl"]),
     case("export-run-is-a-file", "queries export --run {file} --out {new}.jsonl",
@@ -145,6 +149,7 @@ CASES = [
          absent=["{new}.jsonl"]),
     case("verify-judge-model-alone", "verify --input {outputs} --output {new}.jsonl "
          "--judge-model m", absent=["{new}.jsonl"]),
+    case("verify-output-unwritable", "verify --input {outputs} --output /proc/hubtools.jsonl"),
     case("verify-run-is-a-file", "verify {file}", owner="C"),  # fixed on branch C
     case("verify-unknown-teacher", "verify {run} --teacher nobody",
          owner="A"),  # fixed on branch A
@@ -159,6 +164,7 @@ CASES = [
          absent=["{new}"]),
     case("build-shard-size-zero", "build {run} --teacher t1 --out {new} --max-shard-mb 0",
          absent=["{new}"]),
+    case("build-out-unwritable", "build {run} --teacher t1 --out /proc/hubtools-release"),
     case("build-run-is-a-file", "build {file} --teacher t1 --out {new}", absent=["{new}"],
          owner="C"),  # fixed on branch C
     case("build-unknown-card", "build {run} --teacher t1 --out {new} --card fancy",
@@ -198,6 +204,7 @@ CASES = [
          absent=["{new}"]),
     case("import-workers-zero", "import {outputs} --run {new} --teacher t --workers 0",
          absent=["{new}"]),
+    case("import-run-unwritable", "import {outputs} --run /proc/hubtools-run --teacher t"),
     case("import-run-is-a-file", "import {outputs} --run {file} --teacher t",
          owner="C"),  # fixed on branch C
     # -- demo
@@ -257,6 +264,7 @@ def world(tmp_path_factory) -> dict[str, str]:
     paths["outputs"].write_text("".join(json.dumps(o) + "\n" for o in OUTPUTS))
     failing = [{**o, "score": 0.0, "verifier": "given"} for o in OUTPUTS]
     (top / "failing.jsonl").write_text("".join(json.dumps(o) + "\n" for o in failing))
+    paths["sources"] = ROOT / "recipes" / "sources.yaml"  # a good config: the run is wrong
     paths["genconfig"] = top / "teachers.yaml"
     paths["genconfig"].write_text(GOOD_CONFIG)
     paths["badendpoint"] = top / "bad-endpoint.yaml"
