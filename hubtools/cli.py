@@ -12,6 +12,7 @@ from pathlib import Path
 
 import typer
 
+from hubtools.checks import check_queries, check_writable, parse_shard
 from hubtools.errors import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -60,57 +61,6 @@ def _options(
     """Verified, versioned reasoning-data distillation on the Hugging Face Hub."""
 
 
-def parse_shard(text: str) -> tuple[int, int]:
-    """``i/N`` with ``0 <= i < N``, or a one-line UsageError (checked before any work)."""
-    try:
-        index, count = (int(part) for part in text.split("/"))
-    except ValueError:
-        raise UsageError(f"--shard must look like i/N (e.g. 0/8), got {text!r}") from None
-    if not 0 <= index < count:
-        raise UsageError(f"--shard {text}: need 0 <= i < N (shards are numbered 0 to N-1)")
-    return index, count
-
-
-def check_writable(path: Path, option: str) -> None:
-    """A path this command creates or writes into: its nearest existing folder takes files.
-
-    Probed by making (and removing) a temporary folder there, since permission bits do
-    not tell (root, read-only or virtual file systems). A file in the way is left to the
-    stage, which says what it expected there.
-    """
-    import tempfile
-
-    folder = path
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    if not folder.is_dir():
-        if folder != path:
-            raise UsageError(f"{option} {path}: {folder} is a file, not a folder")
-        return
-    try:
-        tempfile.TemporaryDirectory(dir=folder, prefix=".hubtools-probe-").cleanup()
-    except OSError as err:
-        raise UsageError(f"{option} {path}: cannot write in {folder} ({err.strerror})") from None
-
-
-def _check_queries(run: Path) -> None:
-    """A stage that reads a run's queries: the run exists and holds some."""
-    from hubtools.errors import NotARunError
-
-    if not (run / "run.yaml").is_file():
-        raise NotARunError(
-            f"{run} is not a run (no run.yaml); add queries first with "
-            f"`hubtools queries add FILE --run {run}`"
-        )
-    from hubtools.run import Run
-
-    if not Run.open(run).categories():
-        raise UsageError(
-            f"{run} holds no queries; add some with `hubtools queries add FILE --run {run}` "
-            "or `hubtools queries clean`"
-        )
-
-
 RunOption = typer.Option(..., "--run", help="Run directory (created if missing).")
 
 
@@ -125,7 +75,9 @@ def hub_serve(
         512, "--max-body-mb", min=1, help="Largest request body accepted."
     ),
     no_fsync: bool = typer.Option(False, "--no-fsync", help="Skip fsync (faster, not power-safe)."),
-    log_level: str = typer.Option("warning", "--log-level", help="debug, info, warning, error."),
+    log_level: str = typer.Option(
+        "warning", "--log-level", help="debug, info, warning, error, critical."
+    ),
 ) -> None:
     """Serve a local Hub that huggingface_hub, datasets and `gradio deploy` use unchanged."""
     from hubtools.hub import serve
@@ -279,7 +231,7 @@ def generate(
         if executor == "ray":
             raise UsageError("--executor ray runs every shard: give --shards N, not --shard")
         parse_shard(shard)
-    _check_queries(run)
+    check_queries(run)
     from hubtools.teachers import generate as run_generate
 
     summaries = run_generate(
