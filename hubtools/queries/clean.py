@@ -192,7 +192,7 @@ def _shard_count(run: Path, shard: tuple[int, int] | None) -> int:
         raise RunStoreError(f"{run / SCAN_DIR} mixes shard counts {sorted(found)}")
     if found and shard is not None and shard[1] not in found:
         n = found.pop()
-        raise RunStoreError(f"{run} is cleaned in {n} shards; use --shard i/{n}")
+        raise RunStoreError(f"{run} is cleaned in {plural(n, 'shard')}; use --shard i/{n}")
     return found.pop() if found else (shard[1] if shard else 1)
 
 
