@@ -78,6 +78,7 @@ def serve(
             raise UsageError(
                 f"cannot listen on {host}:{port} ({e.strerror}): pick another --port"
             ) from None
+        port = port or probe.getsockname()[1]  # --port 0: a free port, printed below
     root = make_root(root)  # `hub serve` creates the Hub: the other commands need one
     app = HubApp(root, max_body_bytes=max_body_bytes or DEFAULT_MAX_BODY_BYTES, fsync=fsync)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
