@@ -47,12 +47,13 @@ class DemoResult:
     rows: dict[str, int]
     action: str
     dropped: int
+    running: bool = False  # the local Hub was serving before the demo, and still does
 
     def __str__(self) -> str:
         configs = ", ".join(f"{k}: {plural(v, 'row')}" for k, v in self.rows.items())
         did = "published" if self.action == "published" else "already published (verified)"
         left = "was" if self.dropped == 1 else "were"
-        reach = reach_lines(self.root, self.endpoint, running=False)
+        reach = reach_lines(self.root, self.endpoint, running=self.running)
         return (
             f"imported {plural(len(_SAMPLES), 'teacher answer')}; {self.dropped:,} failed "
             f"verification and {left} left out\n"
@@ -87,4 +88,4 @@ def demo(root: Path | None = None) -> DemoResult:
         repo_id = f"{hub.user}/{DEMO_REPO}"
         result = publish(work / "release", repo=repo_id, version=DEMO_VERSION, token=hub.token)
         return DemoResult(repo_id, result.tag, hub.url, hub.root, result.rows, result.action,
-                          imported.records - imported.passed)  # fmt: skip
+                          imported.records - imported.passed, not hub.started)  # fmt: skip

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -43,8 +44,8 @@ class LocalHub:
 
 def reach_lines(root: Path, url: str, running: bool) -> list[str]:
     """How a user reaches this Hub from a shell afterwards: serve it, point the clients."""
-    port = url.rsplit(":", 1)[1]
-    serve = [] if running else [f"hubtools hub serve --root {root} --port {port} &"]
+    port, where = url.rsplit(":", 1)[1], shlex.quote(str(root))
+    serve = [] if running else [f"hubtools hub serve --root {where} --port {port} &"]
     return [*serve, f'eval "$(hubtools hub env --endpoint {url})"']
 
 
