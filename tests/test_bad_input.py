@@ -86,6 +86,8 @@ CASES = [
          absent=["{new}"]),
     case("add-run-unwritable", "queries add {queries} --run /proc/hubtools-run"),
     case("add-run-under-a-file", "queries add {queries} --run {file}/run"),
+    case("add-not-utf8", "queries add {binlines} --run {new}", absent=["{new}"]),
+    case("add-corrupt-parquet", "queries add {badparquet} --run {new}", absent=["{new}"]),
     case("add-missing-argument", "queries add --run {new}", absent=["{new}"]),
     case("add-run-is-a-file", "queries add {queries} --run {file}",
          owner="C"),  # fixed on branch C
@@ -96,6 +98,7 @@ CASES = [
     case("pull-config-directory", "queries pull --config {dir} --run {new}", absent=["{new}"]),
     case("pull-config-wrong-kind", "queries pull --config {genconfig} --run {new}",
          absent=["{new}"]),
+    case("pull-config-binary", "queries pull --config {binary} --run {new}", absent=["{new}"]),
     case("pull-config-empty", "queries pull --config {empty} --run {new}", absent=["{new}"]),
     case("pull-run-unwritable", "queries pull --config {sources} --run /proc/hubtools-run"),
     case("pull-chunk-rows-zero", "queries pull --config {genconfig} --run {new} --chunk-rows 0",
@@ -126,6 +129,7 @@ CASES = [
     case("generate-config-directory", "generate {run} --config {dir}"),
     case("generate-config-wrong-kind", "generate {run} --config {queries}"),
     case("generate-config-bad-endpoint", "generate {run} --config {badendpoint}"),
+    case("generate-config-binary", "generate {run} --config {binary}"),
     case("generate-config-bad-type", "generate {run} --config {badtype}"),
     case("generate-unknown-executor", "generate {run} --config {genconfig} --executor foo"),
     case("generate-shard-reversed", "generate {run} --config {genconfig} --shard 3/2"),
@@ -146,6 +150,8 @@ CASES = [
     case("verify-input-directory", "verify --input {dir} --output {new}.jsonl",
          absent=["{new}.jsonl"]),
     case("verify-input-empty", "verify --input {empty} --output {new}.jsonl",
+         absent=["{new}.jsonl"]),
+    case("verify-input-not-utf8", "verify --input {binlines} --output {new}.jsonl",
          absent=["{new}.jsonl"]),
     case("verify-judge-model-alone", "verify --input {outputs} --output {new}.jsonl "
          "--judge-model m", absent=["{new}.jsonl"]),
@@ -198,6 +204,7 @@ CASES = [
     case("import-missing-file", "import {missing} --run {new} --teacher t", absent=["{new}"]),
     case("import-empty-file", "import {empty} --run {new} --teacher t", absent=["{new}"]),
     case("import-directory-as-file", "import {dir} --run {new} --teacher t", absent=["{new}"]),
+    case("import-not-utf8", "import {binlines} --run {new} --teacher t", absent=["{new}"]),
     case("import-bad-teacher-name", "import {outputs} --run {new} --teacher 'bad name/x'",
          absent=["{new}"]),
     case("import-unknown-category", "import {outputs} --run {new} --teacher t --category bogus",
@@ -256,6 +263,12 @@ def world(tmp_path_factory) -> dict[str, str]:
     paths["empty"] = top / "empty.jsonl"
     paths["empty"].write_text("")
     paths["badyaml"].write_text("a: [\n")
+    paths["binary"] = top / "binary.yaml"
+    paths["binary"].write_bytes(b"\xff\xfe\x00 not text")
+    paths["binlines"] = top / "binary.jsonl"
+    paths["binlines"].write_bytes(b"\xff\xfe\x00 not text\n")
+    paths["badparquet"] = top / "corrupt.parquet"
+    paths["badparquet"].write_text("not parquet\n")
     paths["queries"] = top / "queries.jsonl"
     paths["queries"].write_text(json.dumps({"prompt": "What is 2 + 2?", "reference": "4"}) + "\n")
     paths["badlines"] = top / "bad-lines.jsonl"
