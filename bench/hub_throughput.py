@@ -46,7 +46,7 @@ def main() -> None:
                       HF_HOME=str(work / "hf"), HF_HUB_DISABLE_PROGRESS_BARS="1")  # fmt: skip
     hub = [sys.executable, "-m", "hubtools", "hub"]
     token = subprocess.run([*hub, "token", "create", "--root", str(work / "root"), "--user",
-                            "bench", "--write"], capture_output=True, text=True,
+                            "bench", "--write", "--init"], capture_output=True, text=True,
                            check=True).stdout.strip()  # fmt: skip
     server = subprocess.Popen([*hub, "serve", "--root", str(work / "root"), "--port", str(port)],
                               stdout=subprocess.DEVNULL)  # fmt: skip

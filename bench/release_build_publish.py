@@ -119,7 +119,7 @@ def start_hub(root: Path, port: int) -> tuple[subprocess.Popen, str]:
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     token = subprocess.run([sys.executable, "-m", "hubtools", "hub", "token", "create", "--root",
-                            str(root), "--user", "bench", "--write"], capture_output=True,
+                            str(root), "--user", "bench", "--write", "--init"], capture_output=True,
                            text=True, check=True).stdout.strip()  # fmt: skip
     time.sleep(2)
     return proc, token

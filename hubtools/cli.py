@@ -12,22 +12,54 @@ from pathlib import Path
 
 import typer
 
-from hubtools.errors import HubtoolsError
+from hubtools.checks import check_queries, check_writable, parse_shard
+from hubtools.errors import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_PARTIAL,
+    EXIT_USAGE,
+    HubtoolsError,
+    UsageError,
+)
 
+# Plain help (no Rich markup): Rich would eat `hubtools[embed]` and print `<bool>` on flags.
+_PLAIN = dict(no_args_is_help=True, rich_markup_mode=None)
 app = typer.Typer(
     help="Verified, versioned reasoning-data distillation on the Hugging Face Hub.",
-    no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    **_PLAIN,
 )
-hub_app = typer.Typer(
-    help="Run and administer a local, Hub-compatible server.", no_args_is_help=True
-)
-token_app = typer.Typer(help="Access tokens of a local Hub.", no_args_is_help=True)
-queries_app = typer.Typer(help="Build the query set of a run.", no_args_is_help=True)
+hub_app = typer.Typer(help="Run and administer a local, Hub-compatible server.", **_PLAIN)
+token_app = typer.Typer(help="Access tokens of a local Hub.", **_PLAIN)
+queries_app = typer.Typer(help="Build the query set of a run.", **_PLAIN)
 app.add_typer(hub_app, name="hub")
 hub_app.add_typer(token_app, name="token")
 app.add_typer(queries_app, name="queries")
+
+
+def _version(value: bool) -> None:
+    """`--version`: eager and cheap (no stage module is imported)."""
+    if not value:
+        return
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        number = version("hubtools")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        from hubtools import __version__ as number
+    print(f"hubtools {number}")
+    raise typer.Exit(0)
+
+
+@app.callback()
+def _options(
+    _: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Verified, versioned reasoning-data distillation on the Hugging Face Hub."""
+
 
 RunOption = typer.Option(..., "--run", help="Run directory (created if missing).")
 WaitOption = typer.Option(
@@ -37,12 +69,18 @@ WaitOption = typer.Option(
 
 @hub_app.command("serve")
 def hub_serve(
-    root: Path = typer.Option(..., "--root", help="Directory holding the repos, users and tokens."),
+    root: Path = typer.Option(
+        ..., "--root", help="Directory holding the repos, users and tokens (created if missing)."
+    ),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
-    port: int = typer.Option(8765, "--port", help="Port to listen on."),
-    max_body_mb: int = typer.Option(512, "--max-body-mb", help="Largest request body accepted."),
+    port: int = typer.Option(8765, "--port", help="Port to listen on (0: any free port)."),
+    max_body_mb: int = typer.Option(
+        512, "--max-body-mb", min=1, help="Largest request body accepted."
+    ),
     no_fsync: bool = typer.Option(False, "--no-fsync", help="Skip fsync (faster, not power-safe)."),
-    log_level: str = typer.Option("warning", "--log-level", help="debug, info, warning, error."),
+    log_level: str = typer.Option(
+        "warning", "--log-level", help="debug, info, warning, error, critical."
+    ),
 ) -> None:
     """Serve a local Hub that huggingface_hub, datasets and `gradio deploy` use unchanged."""
     from hubtools.hub import serve
@@ -55,15 +93,18 @@ def hub_serve(
 
 @token_app.command("create")
 def hub_token_create(
-    root: Path = typer.Option(..., "--root", help="The local Hub's directory."),
+    root: Path = typer.Option(
+        ..., "--root", help="The local Hub's directory (made by `hubtools hub serve`)."
+    ),
     user: str = typer.Option(..., "--user", help="User the token belongs to (created if new)."),
     org: list[str] = typer.Option([], "--org", help="Organization of the user (repeatable)."),
     write: bool = typer.Option(False, "--write", help="A write token (default: read-only)."),
+    init: bool = typer.Option(False, "--init", help="Create the Hub's directory if missing."),
 ) -> None:
     """Print a new access token on stdout; only its hash is stored."""
     from hubtools.hub import create_token
 
-    print(create_token(root, user, org, write))
+    print(create_token(root, user, org, write, init=init))
 
 
 @hub_app.command("env")
@@ -90,6 +131,7 @@ def queries_add(
     """Load Query records from a file into a run; a bad line loads nothing."""
     from hubtools.queries import add
 
+    check_writable(run, "--run")
     print(add(file, run, category=category, source=source))
 
 
@@ -107,6 +149,7 @@ def queries_pull(
     """Stream Hub datasets into the run's pool, pinned to their commits; resumable."""
     from hubtools.queries.pull import pull
 
+    check_writable(run, "--run")
     result = pull(config, run, progress=not quiet, chunk_rows=chunk_rows, wait=wait)
     print(json.dumps(result.to_dict(), indent=2) if as_json else result)
 
@@ -127,7 +170,11 @@ def queries_clean(
     ),
     embedding_model: str | None = typer.Option(None, "--embedding-model", help="Model id."),
     threshold: float | None = typer.Option(
-        None, "--embedding-threshold", help="Cosine similarity that counts (default 0.9)."
+        None,
+        "--embedding-threshold",
+        min=0,
+        max=1,
+        help="Cosine similarity that counts (default 0.9).",
     ),
     shard: str | None = typer.Option(None, "--shard", help="Only scan shard i of N, as i/N."),
     workers: int | None = typer.Option(None, "--workers", min=1, help="Scan processes."),
@@ -136,17 +183,10 @@ def queries_clean(
     wait: bool = WaitOption,
 ) -> None:
     """Filter, deduplicate and decontaminate the pool into the run's query set."""
-    from hubtools.errors import UsageError
+    index_count = None if shard is None else parse_shard(shard)
     from hubtools.queries.clean import clean
     from hubtools.queries.decontaminate import parse_benchmarks
 
-    index_count = None
-    if shard is not None:
-        try:
-            index_count = tuple(int(part) for part in shard.split("/"))
-            assert len(index_count) == 2
-        except (ValueError, AssertionError):
-            raise UsageError(f"--shard must look like i/N, got {shard!r}") from None
     result = clean(
         run, benchmarks=None if benchmarks is None else tuple(parse_benchmarks(benchmarks)),
         embeddings=embeddings, embedding_model=embedding_model, embedding_threshold=threshold,
@@ -167,6 +207,7 @@ def queries_export(
     """Write the run's query set (or the removed queries) as JSONL."""
     from hubtools.queries.export import export
 
+    check_writable(out, "--out")
     print(export(run, out, removed=removed, progress=not quiet))
 
 
@@ -176,7 +217,9 @@ def generate(
     config: Path = typer.Option(..., "--config", help="run.yaml naming the teachers."),
     shard: str | None = typer.Option(None, "--shard", help="Only shard i of N, as i/N."),
     executor: str = typer.Option("local", "--executor", help="local, or ray for all shards."),
-    shards: int | None = typer.Option(None, "--shards", help="Shard count for --executor ray."),
+    shards: int | None = typer.Option(
+        None, "--shards", min=1, help="Shard count for --executor ray."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
     wait: bool = WaitOption,
@@ -186,6 +229,15 @@ def generate(
     Environment: HUBTOOLS_EVENT_LOOP=asyncio runs on asyncio's loop instead of uvloop;
     HUBTOOLS_HTTP_TRANSPORT=httpx sends through httpx2's pools instead of aiohttp.
     """
+    if executor not in ("local", "ray"):
+        raise UsageError(f"--executor must be 'local' or 'ray', got {executor!r}")
+    if shards is not None and executor != "ray":
+        raise UsageError("--shards is for --executor ray; run one shard here with --shard i/N")
+    if shard is not None:
+        if executor == "ray":
+            raise UsageError("--executor ray runs every shard: give --shards N, not --shard")
+        parse_shard(shard)
+    check_queries(run)
     from hubtools.teachers import generate as run_generate
 
     summaries = run_generate(
@@ -196,7 +248,7 @@ def generate(
     else:
         print("\n".join(str(s) for s in summaries))
     if not all(s.ok for s in summaries):
-        raise typer.Exit(3)
+        raise typer.Exit(EXIT_PARTIAL)
 
 
 @app.command("build")
@@ -216,7 +268,7 @@ def build(
     max_shard_mb: float = typer.Option(256, "--max-shard-mb", help="Largest Parquet shard."),
     max_shard_rows: int | None = typer.Option(None, "--max-shard-rows", help="Rows per shard."),
     threshold: float | None = typer.Option(
-        None, "--threshold", help="Pass score (default: the teacher's, else 0.9)."
+        None, "--threshold", min=0, max=1, help="Pass score (default: the teacher's, else 0.9)."
     ),
     force: bool = typer.Option(False, "--force", help="Replace a non-empty --out."),
     allow_empty: bool = typer.Option(
@@ -226,6 +278,9 @@ def build(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Write a teacher's verified answers as a release folder: card, Parquet configs, assets."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; give a folder for the release")
+    check_writable(out, "--out")
     from hubtools.release.build import build as run_build
 
     result = run_build(
@@ -286,6 +341,7 @@ def import_(
     """Bring teacher outputs made elsewhere into a run, verified (or with their given score)."""
     from hubtools.release.importer import import_outputs
 
+    check_writable(run, "--run")
     result = import_outputs(
         file, run=run, teacher=teacher, category=category, source=source, model=model,
         workers=workers, progress=not quiet, wait=wait,
@@ -346,14 +402,10 @@ def verify(
     wait: bool = WaitOption,
 ) -> None:
     """Score answers 0..1: a run's stored attempts, or --input answers made elsewhere."""
-    from hubtools.errors import UsageError
+    index, count = parse_shard(shard)
     from hubtools.verify import JudgeConfig, VerifyConfig
     from hubtools.verify import verify as run_verify
 
-    try:
-        index, count = (int(part) for part in shard.split("/"))
-    except ValueError:
-        raise UsageError(f"--shard must look like i/N, got {shard!r}") from None
     judge_flags = judge_endpoint or judge_model or judge_key_env
     config = None
     if input is not None:
@@ -368,6 +420,8 @@ def verify(
             "a run verifies with the verify: settings frozen in its run.yaml; "
             "--judge-* and --math-timeout are for --input"
         )
+    if output is not None:
+        check_writable(output, "--output")
     result = run_verify(
         run, input=input, output=output, force=force, shard=(index, count), teacher=teacher,
         config=config, workers=workers, wait=wait,
@@ -376,11 +430,29 @@ def verify(
 
 
 def main() -> None:
+    """Run the CLI: every user mistake is one `error:` line and a documented exit code."""
     try:
-        app()
+        code = app(standalone_mode=False)
+    except typer.TyperException as err:  # the parser's (click's) errors: bad options, arguments
+        if type(err).__name__ == "NoArgsIsHelpError":  # a bare group: its help, as click does
+            err.show()
+        else:
+            message = " ".join(err.format_message().split()).rstrip(".")
+            ctx = getattr(err, "ctx", None)
+            where = f"; see `{ctx.command_path} --help`" if ctx is not None else ""
+            print(f"error: {message}{where}", file=sys.stderr)
+        code = getattr(err, "exit_code", EXIT_USAGE)
+    except typer.Abort:  # Ctrl-D at a prompt
+        print("interrupted", file=sys.stderr)
+        code = EXIT_INTERRUPTED
     except HubtoolsError as err:
         print(f"error: {err}", file=sys.stderr)
-        sys.exit(err.exit_code)
+        code = err.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        sys.exit(130)
+        code = EXIT_INTERRUPTED
+    except OSError as err:  # the file system refused (disk full, a read-only mount): one line
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"error: {where}{err.strerror or err}", file=sys.stderr)
+        code = EXIT_FAILED
+    sys.exit(code if isinstance(code, int) else 0)

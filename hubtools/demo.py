@@ -14,7 +14,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from hubtools.hub.local import local_hub
+from hubtools.hub.local import local_hub, reach_lines
+from hubtools.plural import plural
 
 DEMO_REPO = "hubtools-demo"
 DEMO_VERSION = "1.0.0"
@@ -46,18 +47,20 @@ class DemoResult:
     rows: dict[str, int]
     action: str
     dropped: int
+    running: bool = False  # the local Hub was serving before the demo, and still does
 
     def __str__(self) -> str:
-        configs = ", ".join(f"{k}: {v} rows" for k, v in self.rows.items())
+        configs = ", ".join(f"{k}: {plural(v, 'row')}" for k, v in self.rows.items())
         did = "published" if self.action == "published" else "already published (verified)"
+        left = "was" if self.dropped == 1 else "were"
+        reach = reach_lines(self.root, self.endpoint, running=self.running)
         return (
-            f"imported {len(_SAMPLES)} teacher answers; {self.dropped} failed verification and "
-            f"were left out\n"
+            f"imported {plural(len(_SAMPLES), 'teacher answer')}; {self.dropped:,} failed "
+            f"verification and {left} left out\n"
             f"{did} {self.repo_id}@{self.tag} to the local Hub in {self.root} ({configs})\n"
             f"read it back with the official clients:\n"
-            f"  hubtools hub serve --root {self.root} --port {self.endpoint.rsplit(':', 1)[1]} &\n"
-            f"  export HF_ENDPOINT={self.endpoint} HF_HUB_DISABLE_XET=1\n"
-            f'  python -c "from datasets import load_dataset; '
+            + "".join(f"  {line}\n" for line in reach)
+            + f'  python -c "from datasets import load_dataset; '
             f"print(load_dataset('{self.repo_id}', 'all', revision='{self.tag}'))\""
         )
 
@@ -85,4 +88,4 @@ def demo(root: Path | None = None) -> DemoResult:
         repo_id = f"{hub.user}/{DEMO_REPO}"
         result = publish(work / "release", repo=repo_id, version=DEMO_VERSION, token=hub.token)
         return DemoResult(repo_id, result.tag, hub.url, hub.root, result.rows, result.action,
-                          imported.records - imported.passed)  # fmt: skip
+                          imported.records - imported.passed, not hub.started)  # fmt: skip

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from urllib.error import URLError
 from urllib.request import urlopen
 
 from hubtools.errors import LocalHubError
-from hubtools.hub.serve import configure_local_endpoint, create_token
+from hubtools.hub.serve import configure_local_endpoint, create_token, make_root
 
 LOCAL_USER = "local"
 DEFAULT_PORT = 8765
@@ -38,6 +39,14 @@ class LocalHub:
     token: str
     user: str
     root: Path
+    started: bool = False  # started for this block, and stopped after it
+
+
+def reach_lines(root: Path, url: str, running: bool) -> list[str]:
+    """How a user reaches this Hub from a shell afterwards: serve it, point the clients."""
+    port, where = url.rsplit(":", 1)[1], shlex.quote(str(root))
+    serve = [] if running else [f"hubtools hub serve --root {where} --port {port} &"]
+    return [*serve, f'eval "$(hubtools hub env --endpoint {url})"']
 
 
 def _alive(url: str) -> bool:
@@ -48,15 +57,28 @@ def _alive(url: str) -> bool:
         return False
 
 
-def _free_port(preferred: int = DEFAULT_PORT) -> int:
-    """The documented default port when it is free, so printed URLs keep working."""
-    for port in (preferred, 0):
+def _free_port(root: Path) -> int:
+    """The port this root was served on last (else the default) when free, else any.
+
+    The same port on every run keeps the commands printed last time working. The probe
+    sets SO_REUSEADDR as uvicorn does: the last server's connections in TIME_WAIT must
+    not make a port that uvicorn can bind look busy.
+    """
+    remembered = root / "last-port"
+    try:
+        preferred = int(remembered.read_text())
+    except (OSError, ValueError):
+        preferred = DEFAULT_PORT
+    for port in (preferred, DEFAULT_PORT, 0):
         with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
-            return s.getsockname()[1]
+            port = s.getsockname()[1]
+        remembered.write_text(str(port))
+        return port
     raise LocalHubError("no free port on 127.0.0.1 for the local Hub")
 
 
@@ -64,7 +86,7 @@ def _local_token(root: Path) -> str:
     path = root / "local-user.json"
     if path.exists():
         return json.loads(path.read_text())["token"]
-    token = create_token(root, LOCAL_USER, [], write=True)
+    token = create_token(root, LOCAL_USER, [], write=True, init=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         json.dump({"user": LOCAL_USER, "token": token}, fh)
@@ -74,14 +96,13 @@ def _local_token(root: Path) -> str:
 @contextmanager
 def local_hub(root: Path | None = None, *, configure_env: bool = True) -> Iterator[LocalHub]:
     """A running local Hub under `root`, started here if none serves it yet."""
-    root = Path(root or default_root()).expanduser()
-    root.mkdir(parents=True, exist_ok=True)
+    root = make_root(Path(root or default_root()))
     token = _local_token(root)
     state = root / "server.json"
     proc = None
     url = json.loads(state.read_text())["url"] if state.exists() else None
     if url is None or not _alive(url):
-        port = _free_port()
+        port = _free_port(root)
         url = f"http://127.0.0.1:{port}"
         log = open(root / "server.log", "ab")
         cmd = [sys.executable, "-m", "hubtools", "hub", "serve", "--root", str(root)]
@@ -96,7 +117,7 @@ def local_hub(root: Path | None = None, *, configure_env: bool = True) -> Iterat
     if configure_env:
         configure_local_endpoint(url)
     try:
-        yield LocalHub(url=url, token=token, user=LOCAL_USER, root=root)
+        yield LocalHub(url=url, token=token, user=LOCAL_USER, root=root, started=proc is not None)
     finally:
         if proc is not None:
             proc.terminate()

@@ -31,6 +31,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from hubtools.errors import RunStoreError, UsageError
+from hubtools.plural import plural
 from hubtools.queries.decisions import (
     CONTAMINATION,
     EXACT,
@@ -78,8 +79,9 @@ class ScanResult:
     def __str__(self) -> str:
         i, n = self.shard
         return (
-            f"shard {i}/{n}: scanned {self.scanned} of {self.units} units ({self.queries:,} "
-            f"queries); when every shard is scanned: hubtools queries clean --run {self.run}"
+            f"shard {i}/{n}: scanned {self.scanned} of {plural(self.units, 'unit')} "
+            f"({plural(self.queries, 'query', 'queries')}); when every shard is scanned: "
+            f"hubtools queries clean --run {self.run}"
         )
 
 
@@ -145,9 +147,7 @@ def clean(
     started = time.monotonic()
     opened = Run.open(run)
     if not (opened.path / POOL_DIR / RUN_FILE).exists():
-        raise RunStoreError(
-            f"{opened.path} has no pulled queries; run `hubtools queries pull` first"
-        )
+        raise UsageError(f"{opened.path} has no pulled queries; run `hubtools queries pull` first")
     pool = Run.open(opened.path / POOL_DIR)
     base = CleanSettings.from_dict(opened.config[SECTION]) if SECTION in opened.config else None
     settings = (base or CleanSettings()).with_options(
@@ -217,7 +217,7 @@ def _shard_count(run: Path, shard: tuple[int, int] | None) -> int:
         raise RunStoreError(f"{run / SCAN_DIR} mixes shard counts {sorted(found)}")
     if found and shard is not None and shard[1] not in found:
         n = found.pop()
-        raise RunStoreError(f"{run} is cleaned in {n} shards; use --shard i/{n}")
+        raise RunStoreError(f"{run} is cleaned in {plural(n, 'shard')}; use --shard i/{n}")
     return found.pop() if found else (shard[1] if shard else 1)
 
 

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from hubtools.errors import RunStoreError
+from hubtools.plural import plural
 from hubtools.queries.dedup import candidate_pairs, first_occurrences, greedy_leaders, verify_pairs
 from hubtools.queries.filters import default_filters
 from hubtools.queries.scan import ScanUnit, band_column, scan_schema
@@ -61,7 +62,9 @@ def read_scan(run: Path, units: list[ScanUnit]) -> ScanTable:
     files = [u.output(run) for u in units]
     missing = [f for f in files if not f.exists()]
     if missing:
-        raise RunStoreError(f"{len(missing)} scan units are missing (e.g. {missing[0]})")
+        are = "is" if len(missing) == 1 else "are"
+        units = plural(len(missing), "scan unit")
+        raise RunStoreError(f"{units} {are} missing (e.g. {missing[0]})")
     tables = [pq.read_table(f, columns=_BASE) for f in files]
     sizes = np.array([len(t) for t in tables], dtype=np.int64)
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)

@@ -18,7 +18,8 @@ from typing import Any
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from hubtools.errors import RunStoreError
+from hubtools.errors import UsageError
+from hubtools.plural import plural
 from hubtools.queries.clean import REMOVED_FILE
 from hubtools.run import Run
 
@@ -33,8 +34,8 @@ class ExportResult:
         return asdict(self)
 
     def __str__(self) -> str:
-        what = "removed queries" if self.removed else "queries"
-        return f"wrote {self.records:,} {what} to {self.out}"
+        what = "removed query" if self.removed else "query"
+        return f"wrote {plural(self.records, what, what[:-1] + 'ies')} to {self.out}"
 
 
 def export(
@@ -44,11 +45,9 @@ def export(
 
     The file appears complete or not at all (written beside it, then renamed).
     """
-    opened, out = Run.open(run), Path(out)
+    opened, out = Run.open(run), _check_out(Path(out))
     if removed and not (opened.path / REMOVED_FILE).exists():
-        raise RunStoreError(
-            f"{opened.path} has no removed queries yet; run `hubtools queries clean`"
-        )
+        raise UsageError(f"{opened.path} has no removed queries yet; run `hubtools queries clean`")
     records = _removed(opened) if removed else _kept(opened)
     total = _count(opened, removed)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
@@ -64,6 +63,18 @@ def export(
     finally:
         tmp.unlink(missing_ok=True)
     return ExportResult(str(out), count, removed)
+
+
+def _check_out(out: Path) -> Path:
+    """--out names a file in a writable, existing folder: checked before reading anything."""
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a directory; give the JSONL file to write")
+    folder = out.parent
+    if not folder.is_dir():
+        raise UsageError(f"--out {out}: folder {folder} does not exist; create it first")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {out}: folder {folder} is not writable")
+    return out
 
 
 def _count(run: Run, removed: bool) -> int:

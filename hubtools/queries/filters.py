@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from hubtools.plural import plural
 from hubtools.records import Category
 
 
@@ -97,7 +98,7 @@ class IncompleteQueryFilter(QueryFilter):
     def explain(self, text: str) -> str:
         if text.rstrip().endswith(":"):
             return f"{self.name}: ends with ':' ({text.rstrip()[-60:]!r})"
-        return f"{self.name}: fewer than {self.min_words} words"
+        return f"{self.name}: fewer than {plural(self.min_words, 'word')}"
 
 
 class MissingGroundTruthFilter(QueryFilter):
@@ -200,7 +201,7 @@ class TooLongFilter(QueryFilter):
         return pc.utf8_length(batch.texts).to_numpy(zero_copy_only=False) > self.max_chars
 
     def explain(self, text: str) -> str:
-        return f"{self.name}: {len(text):,} characters (limit {self.max_chars:,})"
+        return f"{self.name}: {plural(len(text), 'character')} (limit {self.max_chars:,})"
 
 
 def default_filters(params: FilterParams) -> list[QueryFilter]:

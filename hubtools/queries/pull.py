@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from hubtools.errors import DataSourceError, RunStoreError
+from hubtools.plural import plural
 from hubtools.queries.hubdata import open_spec, resolve_commit
 from hubtools.queries.sources import SourceSpec, read_sources
 from hubtools.records import Query
@@ -189,8 +190,8 @@ def _pull_source(
             if not queries and entry["rows_read"] == 0:
                 example = entry["unusable_examples"][0]
                 raise DataSourceError(
-                    f"{what}: none of the first {len(chunk):,} rows of {spec.repo} could be "
-                    f"used (row {example['row']}: {example['reason']}); check 'fields'"
+                    f"{what}: none of the first {plural(len(chunk), 'row')} of {spec.repo} "
+                    f"could be used (row {example['row']}: {example['reason']}); check 'fields'"
                 )
             pool.add_queries(queries)
             entry["rows_read"] = chunk[-1][0] + 1

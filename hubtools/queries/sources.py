@@ -298,6 +298,8 @@ def read_sources(path: Path | str) -> list[SourceSpec]:
         data = yaml.safe_load(path.read_text())
     except OSError as err:
         raise UsageError(f"{path}: cannot read ({err.strerror})") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: cannot read (not UTF-8 text)") from None
     except yaml.YAMLError as err:
         raise UsageError(f"{path} is not valid YAML: {' '.join(str(err).split())}") from None
     entries = data.get("sources") if isinstance(data, Mapping) else None

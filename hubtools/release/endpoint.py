@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from urllib.error import URLError
 from urllib.parse import urlsplit
 from urllib.request import urlopen
 
-from hubtools.hub.serve import LOCAL_ENV
+from hubtools.hub.serve import LOCAL_ENV, clients_imported
 
 HF_HOSTS = ("huggingface.co", "hf.co")
 
@@ -46,7 +45,7 @@ def wanted_env(endpoint: str | None) -> dict[str, str]:
 def prepare(endpoint: str | None) -> bool:
     """Configure this process for ``endpoint``; False when it cannot (clients imported)."""
     env = wanted_env(endpoint)
-    if "huggingface_hub" not in sys.modules:
+    if not clients_imported():
         os.environ.update(env)
         return True
     from huggingface_hub import constants

@@ -20,6 +20,7 @@ from huggingface_hub import (
 )
 
 from hubtools.errors import PublishError, UsageError
+from hubtools.plural import plural
 from hubtools.release import card as cards
 from hubtools.release.hashing import file_digests, parquet_content_hash
 from hubtools.release.publish import FileChange, PublishResult
@@ -179,7 +180,8 @@ def publish_here(
         "parent": head.sha if previous or history else None,
         "parent_version": previous.removeprefix("v") if previous else None,
         "rows": rows,
-        "changes": _describe([c for c in draft if c.path != "README.md"], rows, before),
+        # Every file the plan lists, the card too (a new version always changes it).
+        "changes": _describe(draft, rows, before),
         "commit": None,
     }
     readme = cards.stamp(
@@ -286,7 +288,7 @@ def _commit(
     message = f"Release {ctx.tag}"
     size = sum(op.upload_info.size for op in operations if isinstance(op, CommitOperationAdd))
     print(
-        f"uploading {len(operations)} changes ({size / 1e6:,.1f} MB) to {ctx.repo_id}",
+        f"uploading {plural(len(operations), 'change')} ({size / 1e6:,.1f} MB) to {ctx.repo_id}",
         file=sys.stderr,
         flush=True,
     )
@@ -348,7 +350,7 @@ def _verify(ctx: _Context, revision: str) -> None:
                 ) from None
             if (got_rows, got_digest) != (rows, digest):
                 raise PublishError(
-                    f"config {name} reads back wrong at {revision[:12]}: {got_rows:,} rows "
+                    f"config {name} reads back wrong at {revision[:12]}: {plural(got_rows, 'row')} "
                     f"(expected {rows:,}), content hash {got_digest[:12]} (expected {digest[:12]})"
                 )
 

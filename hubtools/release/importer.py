@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from hubtools.errors import InputFileError, UsageError
+from hubtools.plural import plural
 from hubtools.reasoning import split_reasoning
 from hubtools.recordfile import query_from_record, read_records
 from hubtools.records import PASS_THRESHOLD, Attempt, Category, Query, Verdict
@@ -63,13 +64,14 @@ class ImportResult:
 
     def __str__(self) -> str:
         text = (
-            f"imported {self.file} as teacher {self.teacher}: {self.records:,} answers, "
-            f"{self.stored:,} new ({self.duplicates:,} already stored), {self.new_queries:,} new "
-            f"queries; {self.scored:,} scores taken from the file, {self.verified:,} verified; "
+            f"imported {self.file} as teacher {self.teacher}: {plural(self.records, 'answer')}, "
+            f"{self.stored:,} new ({self.duplicates:,} already stored), "
+            f"{plural(self.new_queries, 'new query', 'new queries')}; "
+            f"{plural(self.scored, 'score')} taken from the file, {self.verified:,} verified; "
             f"{self.passed:,} passed (score >= {PASS_THRESHOLD:g})"
         )
         if self.not_stored:
-            text += f"; {self.not_stored:,} judge failures left for `hubtools verify`"
+            text += f"; {plural(self.not_stored, 'judge failure')} left for `hubtools verify`"
         return text
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from hubtools.errors import PublishError, UsageError
+from hubtools.plural import plural
 
 _VERSION = re.compile(r"^v?(\d+\.\d+\.\d+)$")
 
@@ -55,6 +56,8 @@ class PublishResult:
     changes: list[FileChange] = field(default_factory=list)
     summary: str = ""
     pull_request: str | None = None
+    local_root: str | None = None  # --hub local: the embedded Hub's directory ...
+    local_running: bool = False  # ... and whether it still serves after this command
 
     @property
     def tag(self) -> str:
@@ -78,30 +81,62 @@ class PublishResult:
                     lines.append(f"  {c.action:<7} {c.path} ({_size(c.size)})")
             same = sum(c.action == "same" for c in self.changes)
             if same:
-                lines.append(f"  {same} files unchanged")
-            return "\n".join(lines)
+                lines.append(f"  {plural(same, 'file')} unchanged")
+            return "\n".join(lines + self._reach())
         if self.action == "unchanged":
-            return (
+            text = (
                 f"no new commit: the folder is identical to {self.previous or 'main'} of "
                 f"{self.repo_id} (commit {short}); {self.tag} was not created"
             )
-        if self.action == "already-published":
-            return f"{where} is already published with this content (commit {short}); verified"
-        if self.action == "pull-request":
-            return (
+        elif self.action == "already-published":
+            text = f"{where} is already published with this content (commit {short}); verified"
+        elif self.action == "pull-request":
+            text = (
                 f"opened {self.pull_request} with {where} (commit {short}, verified); "
                 "after merging it, run the same command again to tag the version"
             )
-        verb = "tagged the interrupted publish" if self.action == "tagged" else "published"
-        rows = ", ".join(f"{k} {v:,}" for k, v in self.rows.items())
-        return (
-            f"{verb} {where} (commit {short}; {self.summary}; rows: {rows})\n"
-            f'load it with: load_dataset("{self.repo_id}", "all", revision="{self.tag}")'
-        )
+        else:
+            verb = "tagged the interrupted publish" if self.action == "tagged" else "published"
+            rows = ", ".join(f"{k} {v:,}" for k, v in self.rows.items())
+            text = (
+                f"{verb} {where} (commit {short}; {self.summary}; rows: {rows})\n"
+                f'load it with: load_dataset("{self.repo_id}", "all", revision="{self.tag}")'
+            )
+        return "\n".join([text, *self._reach()])
+
+    def _reach(self) -> list[str]:
+        """For --hub local: how to reach the embedded Hub once this command has ended."""
+        if self.local_root is None:
+            return []
+        from hubtools.hub.local import reach_lines
+
+        state = "still serves" if self.local_running else "was stopped with this command"
+        lines = reach_lines(Path(self.local_root), self.endpoint, self.local_running)
+        return [f"the local Hub in {self.local_root} {state}; to reach it:"] + [
+            f"  {line}" for line in lines
+        ]
 
 
 def _size(n: int) -> str:
     return f"{n / 1e6:,.1f} MB" if n >= 100_000 else f"{n:,} B"
+
+
+def check_repo_id(repo: str) -> str:
+    """``ORG/NAME`` as the Hub accepts it, by huggingface_hub's own validator.
+
+    ``huggingface_hub.utils`` reads no endpoint setting, so importing it here does not
+    fix the Hub this process will talk to.
+    """
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    if repo.count("/") != 1:
+        raise UsageError(f"--repo must look like ORG/NAME, got {repo!r}")
+    try:
+        validate_repo_id(repo)
+    except HFValidationError as err:
+        raise UsageError(f"--repo {repo!r} is not a valid repo id: {err}") from None
+    return repo
 
 
 def parse_version(version: str) -> str:
@@ -132,24 +167,35 @@ def publish(
     """
     folder = Path(folder)
     version = parse_version(version)
-    if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo):
-        raise UsageError(f"--repo must look like ORG/NAME, got {repo!r}")
+    check_repo_id(repo)
     if hub not in (None, "local"):
         raise UsageError(f"--hub takes 'local' only, got {hub!r}")
     if hub == "local" and endpoint:
         raise UsageError("give --hub local or --endpoint, not both")
+    if endpoint is not None:
+        from hubtools.hub.serve import check_url
+
+        check_url(endpoint)
+    if not (folder / "README.md").is_file():  # before any server starts or file is read
+        raise UsageError(
+            f"{folder} is not a release folder (no README.md); make one with `hubtools build`"
+        )
     args = dict(
         repo_id=repo, version=version, private=private, create_pr=create_pr, dry_run=dry_run
     )
     if hub == "local":
-        if "huggingface_hub" in sys.modules:
+        from hubtools.hub.serve import clients_imported
+
+        if clients_imported():
             return _in_child(folder, args, {}, token, hub="local")
         from hubtools.hub.local import local_hub
 
         with local_hub() as server:
             from hubtools.release.flow import publish_here
 
-            return publish_here(folder, token=token or server.token, **args)
+            result = publish_here(folder, token=token or server.token, **args)
+        result.local_root, result.local_running = str(server.root), not server.started
+        return result
     from hubtools.release.endpoint import prepare, wanted_env
 
     if not prepare(endpoint):

@@ -24,6 +24,7 @@ from huggingface_hub.errors import (
 )
 
 from hubtools.errors import PublishError
+from hubtools.plural import plural
 from hubtools.release.hashing import content_hash
 
 T = TypeVar("T")
@@ -162,5 +163,6 @@ def load_and_hash(
         raise PublishError(f"config {config} does not load at {revision}: {err}") from None
     rows, digest = content_hash([dataset.data.table])
     if rows != dataset.num_rows:
-        raise PublishError(f"config {config}: {dataset.num_rows} rows reported, {rows} read")
+        reported = plural(dataset.num_rows, "row")
+        raise PublishError(f"config {config}: {reported} reported, {rows:,} read")
     return rows, digest

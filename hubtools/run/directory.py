@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from hubtools.errors import NotARunError, RunStoreError, UsageError
+from hubtools.plural import plural
 from hubtools.records import Category, Query
 from hubtools.run._files import (
     _chunks,
@@ -57,7 +58,8 @@ class AddResult:
     duplicates: int
 
     def __str__(self) -> str:
-        return f"added {self.added:,} queries, skipped {self.duplicates:,} duplicates"
+        added, dupes = plural(self.added, "query", "queries"), plural(self.duplicates, "duplicate")
+        return f"added {added}, skipped {dupes}"
 
     def to_dict(self) -> dict[str, int]:
         return asdict(self)

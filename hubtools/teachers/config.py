@@ -8,9 +8,10 @@ with messages that name the key to fix.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, Field, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -68,6 +69,9 @@ class GenerateConfig:
             data = yaml.safe_load(Path(path).read_text())
         except FileNotFoundError:
             raise UsageError(f"config file {path} not found") from None
+        except (OSError, UnicodeDecodeError) as e:  # a directory, no permission, binary
+            reason = getattr(e, "strerror", None) or "not UTF-8 text"
+            raise UsageError(f"cannot read the config file {path} ({reason})") from None
         except yaml.YAMLError as e:
             raise UsageError(f"{path} is not valid YAML: {' '.join(str(e).split())}") from None
         return cls.from_dict(data, source=str(path))
@@ -102,8 +106,11 @@ class GenerateConfig:
             where = f"{source}: teacher {t.name!r}"
             if not isinstance(t.name, str) or not _NAME_RE.match(t.name):
                 raise UsageError(f"{where}: name must be letters, digits, '.', '_' or '-'")
-            if not str(t.endpoint).startswith(("http://", "https://")):
+            url = urlsplit(str(t.endpoint))
+            if url.scheme not in ("http", "https") or not url.hostname:
                 raise UsageError(f"{where}: endpoint must be an http(s) URL, got {t.endpoint!r}")
+            if not isinstance(t.model, str) or not t.model:
+                raise UsageError(f"{where}: model must be the served model's name")
             if t.protocol not in PROTOCOLS:
                 raise UsageError(f"{where}: protocol must be one of {PROTOCOLS}")
             if t.protocol == "tgi" and not t.chat_template:
@@ -111,28 +118,62 @@ class GenerateConfig:
                     f"{where}: protocol 'tgi' sends raw prompts: set chat_template to the "
                     "tokenizer (repo id or path) whose chat template renders them"
                 )
-            if not (isinstance(t.max_concurrency, int) and t.max_concurrency >= 1):
+            for key in ("api_key_env", "chat_template"):
+                if getattr(t, key) is not None and not isinstance(getattr(t, key), str):
+                    raise UsageError(f"{where}: {key} must be a string")
+            if not isinstance(t.stream, bool):
+                raise UsageError(f"{where}: stream must be true or false, got {t.stream!r}")
+            if not (_is_int(t.max_concurrency) and t.max_concurrency >= 1):
                 raise UsageError(f"{where}: max_concurrency must be an integer >= 1")
+            if not (_is_number(t.request_timeout_s) and t.request_timeout_s > 0):
+                raise UsageError(f"{where}: request_timeout_s must be a number > 0")
             s = self.sampling_for(t)
-            if not 0 < s.top_p <= 1 or s.temperature < 0 or s.max_tokens < 1:
+            if not (
+                _is_number(s.top_p) and _is_number(s.temperature) and _is_int(s.max_tokens)
+            ) or not (0 < s.top_p <= 1 and s.temperature >= 0 and s.max_tokens >= 1):
                 raise UsageError(
                     f"{where}: sampling needs 0 < top_p <= 1, temperature >= 0, max_tokens >= 1"
                 )
-        if not (isinstance(self.max_attempts, int) and self.max_attempts >= 1):
+            if s.stop is not None and not (
+                isinstance(s.stop, list) and all(isinstance(x, str) for x in s.stop)
+            ):
+                raise UsageError(f"{where}: sampling.stop must be a list of strings")
+            if s.extra_body is not None and not isinstance(s.extra_body, dict):
+                raise UsageError(f"{where}: sampling.extra_body must be a mapping")
+        if self.system_prompt is not None and not isinstance(self.system_prompt, str):
+            raise UsageError(f"{source}: system_prompt must be a string")
+        if not (_is_int(self.max_attempts) and self.max_attempts >= 1):
             raise UsageError(f"{source}: max_attempts must be an integer >= 1")
-        if not 0 <= self.threshold <= 1:
-            raise UsageError(f"{source}: threshold must be in [0, 1]")
+        if not (_is_number(self.threshold) and 0 <= self.threshold <= 1):
+            raise UsageError(f"{source}: threshold must be a number in [0, 1]")
+        if not (_is_int(self.max_retries) and self.max_retries >= 0):
+            raise UsageError(f"{source}: max_retries must be an integer >= 0")
+        if not (_is_number(self.down_after_s) and self.down_after_s >= 0):
+            raise UsageError(f"{source}: down_after_s must be a number >= 0")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _build(cls, data: Any, where: str):
     if not isinstance(data, dict):
         raise UsageError(f"{where} must be a mapping")
     known = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - known)
+    unknown = sorted(map(str, set(data) - known))
     if unknown:
-        raise UsageError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
-    try:
-        return cls(**data)
-    except TypeError as e:
-        missing = str(e).split("argument", 1)[-1].strip(": ")
-        raise UsageError(f"{where}: missing required key {missing}") from None
+        keys = "key" if len(unknown) == 1 else "keys"
+        raise UsageError(f"{where}: unknown {keys} {', '.join(unknown)}; known: {sorted(known)}")
+    missing = [f.name for f in fields(cls) if f.name not in data and _required(f)]
+    if missing:
+        keys = "key" if len(missing) == 1 else "keys"
+        raise UsageError(f"{where}: missing required {keys} {', '.join(missing)}")
+    return cls(**data)
+
+
+def _required(f: Field) -> bool:
+    return f.default is MISSING and f.default_factory is MISSING
