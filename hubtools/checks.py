@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hubtools.errors import NotARunError, UsageError
+from hubtools.errors import UsageError
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -46,14 +46,9 @@ def check_writable(path: Path, option: str) -> None:
 
 def check_queries(run: Path) -> None:
     """A stage that reads a run's queries: the run exists and holds some."""
-    if not (run / "run.yaml").is_file():
-        raise NotARunError(
-            f"{run} is not a run (no run.yaml); add queries first with "
-            f"`hubtools queries add FILE --run {run}`"
-        )
     from hubtools.run import Run
 
-    if not Run.open(run).categories():
+    if not Run.open(run).categories():  # NotARunError says what the path is instead
         raise UsageError(
             f"{run} holds no queries; add some with `hubtools queries add FILE --run {run}` "
             "or `hubtools queries clean`"
