@@ -25,10 +25,17 @@ first attempts were stored with; ``merge_shards`` unions the shards for readers.
 """
 
 from hubtools.run._files import shard_of
-from hubtools.run.directory import DEFAULT_CONFIG, QUERY_SCHEMA, RUN_FILE, AddResult, Run
+from hubtools.run.directory import DEFAULT_CONFIG, RUN_FILE, AddResult, Run, query_schema
 from hubtools.run.store import AttemptStore, TeacherCounts
 
 __all__ = [
     "DEFAULT_CONFIG", "QUERY_SCHEMA", "RUN_FILE", "AddResult", "AttemptStore", "Run",
     "TeacherCounts", "shard_of",
 ]  # fmt: skip
+
+
+def __getattr__(name: str) -> object:
+    """``QUERY_SCHEMA``, built on first use so that importing the run store skips pyarrow."""
+    if name == "QUERY_SCHEMA":
+        return query_schema()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import os
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import yaml
 
 from hubtools.errors import RunStoreError, UsageError
@@ -28,24 +27,43 @@ from hubtools.run._files import (
 )
 from hubtools.run.store import AttemptStore
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 RUN_FILE = "run.yaml"
 DEFAULT_CONFIG: dict[str, Any] = {}
 _PAGE = 1000
 _UNSET = object()
 
-QUERY_SCHEMA = pa.schema(
-    [
-        ("query_id", pa.string()),
-        ("category", pa.string()),
-        ("source", pa.string()),
-        ("messages", pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))),
-        ("reference", pa.string()),
-        ("tests", pa.string()),
-        ("constraints", pa.string()),
-        ("meta", pa.string()),
-    ]
-)
-"""Parquet schema of the query set; free-form fields are JSON text so every part agrees."""
+
+@functools.cache
+def query_schema() -> pa.Schema:
+    """Parquet schema of the query set; free-form fields are JSON text so every part agrees.
+
+    Built on first use, as pyarrow is imported here only by the functions that use it:
+    importing it costs ~0.15 s of CPU that light verbs must not pay (bench/startup.md).
+    """
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            ("query_id", pa.string()),
+            ("category", pa.string()),
+            ("source", pa.string()),
+            ("messages", pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))),
+            ("reference", pa.string()),
+            ("tests", pa.string()),
+            ("constraints", pa.string()),
+            ("meta", pa.string()),
+        ]
+    )
+
+
+def __getattr__(name: str) -> Any:
+    """``QUERY_SCHEMA``, built when first asked for (see ``query_schema``)."""
+    if name == "QUERY_SCHEMA":
+        return query_schema()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(slots=True)
@@ -136,6 +154,11 @@ class Run:
 
         The input is streamed, so if it raises midway nothing is added.
         """
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        QUERY_SCHEMA = query_schema()  # the module constant, built lazily
         with self._queries_lock():
             known = self._query_ids()
             seen: set[str] = set()
@@ -163,6 +186,9 @@ class Run:
         self, category: Category | str | None = None, shard: tuple[int, int] | None = None
     ) -> Iterator[Query]:
         """Stream the query set, part by part, optionally one category or one shard of it."""
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
         wanted = None if category is None else Category.parse(category).value
         for part in self._parts():
             for batch in pq.ParquetFile(part).iter_batches(batch_size=_PAGE):
@@ -173,14 +199,23 @@ class Run:
                         yield Query.from_dict(_json_fields(row, json.loads))
 
     def count_queries(self) -> int:
+        import pyarrow.parquet as pq
+
         return sum(pq.ParquetFile(part).metadata.num_rows for part in self._parts())
 
     def categories(self) -> dict[str, int]:
         """Number of queries per category, in the order of ``Category``."""
+        import pyarrow.parquet as pq
+
         counts = dict.fromkeys((c.value for c in Category), 0)
         for part in self._parts():
-            for item in pq.read_table(part, columns=["category"])["category"].value_counts():
-                counts[item["values"].as_py()] += item["counts"].as_py()
+            # Dictionary-encoded, as stored; counted in Python: pyarrow.compute costs ~0.04 s
+            # of CPU to import (and read_table ~0.2 s more), a budget status does not have.
+            table = pq.ParquetFile(part, read_dictionary=["category"]).read(["category"])
+            for chunk in table["category"].chunks:
+                names = chunk.dictionary.to_pylist()
+                for code, n in Counter(chunk.indices.to_pylist()).items():
+                    counts[names[code]] += n
         return {name: n for name, n in counts.items() if n}
 
     def _parts(self) -> list[Path]:
@@ -191,6 +226,9 @@ class Run:
         return int(parts[-1].stem.removeprefix("part-")) + 1 if parts else 0
 
     def _query_ids(self) -> pa.Array:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
         columns = [pq.read_table(p, columns=["query_id"])["query_id"] for p in self._parts()]
         return pa.chunked_array(columns, pa.string()).combine_chunks()
 
