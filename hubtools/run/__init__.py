@@ -4,6 +4,7 @@ Layout::
 
     run.yaml                          the configuration, frozen when the run is created
     queries/part-00000.parquet        the query set, one part per added batch
+    queries/part-00000.categories.json   its count per category (``hubtools status``)
     db/shard-00000-of-00001.sqlite    attempts and verdicts, one database per shard
     db/merged.sqlite                  every shard's rows, refreshed by ``Run.merge_shards``
 
