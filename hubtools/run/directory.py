@@ -175,7 +175,7 @@ class Run:
                             else:
                                 seen.add(query.query_id)
                                 fresh.append(_json_fields(query.to_dict(), _dumps))
-                                tally[query.category.value] += 1
+                                tally[fresh[-1]["category"]] += 1
                         if fresh:
                             writer.write_table(pa.Table.from_pylist(fresh, schema=QUERY_SCHEMA))
                             result.added += len(fresh)
