@@ -151,8 +151,9 @@ def test_status_counts_parts_without_stored_counts(tmp_path, tiny_run):
     stored = sorted((tiny_run / "queries").glob("part-*.categories.json"))
     assert [p.name for p in stored] == ["part-00000.categories.json", "part-00001.categories.json"]
     stored[0].unlink()
-    stored[1].write_text("not json")
-    assert status_lines(tmp_path, tiny_run, arrow=True) == expected
+    for damaged in ("not json", '{"poetry": 2}', '{"math": "1"}'):
+        stored[1].write_text(damaged)
+        assert status_lines(tmp_path, tiny_run, arrow=True) == expected
 
 
 def test_counts_left_by_a_killed_add_are_replaced(tmp_path, tiny_run):

@@ -41,7 +41,7 @@ def query_schema() -> pa.Schema:
     """Parquet schema of the query set; free-form fields are JSON text so every part agrees.
 
     Built on first use, as pyarrow is imported here only by the functions that use it:
-    importing it costs ~0.15 s of CPU that light verbs must not pay (bench/startup.md).
+    importing it costs ~0.15 s of CPU that light verbs do not pay (bench/startup.md).
     """
     import pyarrow as pa
 
@@ -208,8 +208,8 @@ class Run:
     def categories(self) -> dict[str, int]:
         """Number of queries per category, in the order of ``Category``.
 
-        Read from the counts stored beside each part (``hubtools status`` then starts
-        without pyarrow, ~0.13 s of CPU); a part written before those existed is counted.
+        Read from the counts stored beside each part, so ``hubtools status`` starts without
+        pyarrow (~0.15 s of CPU); a part written before those existed is counted.
         """
         counts = dict.fromkeys((c.value for c in Category), 0)
         for part in self._parts():
@@ -297,7 +297,8 @@ def _category_counts(part: Path) -> dict[str, int]:
     """A part's count per category: its stored counts, else counted from the part itself."""
     try:
         stored = json.loads(_counts_file(part).read_text())
-        if isinstance(stored, dict) and all(type(n) is int for n in stored.values()):
+        valid = isinstance(stored, dict) and all(type(n) is int for n in stored.values())
+        if valid and stored.keys() <= {c.value for c in Category}:
             return stored
     except (OSError, ValueError):
         pass
