@@ -17,9 +17,11 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
-import datasets
+if TYPE_CHECKING:
+    import datasets
+    import pyarrow as pa
 
 ROLES = ("system", "user", "assistant")
 
@@ -334,22 +336,38 @@ class ReleaseRow(_Record):
 
 _INFO_TYPES = {"verify_score": "float64", "ppl": "float64"}
 
-RELEASE_FEATURES = datasets.Features(
-    {
-        "system": datasets.Value("string"),
-        "conversations": datasets.List(
-            {
-                "from": datasets.Value("string"),
-                "value": datasets.Value("string"),
-                "info": {
-                    f.name: datasets.Value(_INFO_TYPES.get(f.name, "string"))
-                    for f in fields(TurnInfo)
-                },
-            }
-        ),
-    }
-)
-"""The one schema of every release config, as ``datasets`` features."""
 
-RELEASE_SCHEMA = RELEASE_FEATURES.arrow_schema
-"""The same schema in Arrow, with the features in its metadata so readers recover them."""
+@functools.cache
+def release_features() -> datasets.Features:
+    """The one schema of every release config, as ``datasets`` features.
+
+    Built on first use: importing ``datasets`` costs ~0.6 s of CPU, which light verbs
+    (``status``, ``--help``) that import this module must not pay (bench/startup.md).
+    """
+    import datasets
+
+    info = {f.name: datasets.Value(_INFO_TYPES.get(f.name, "string")) for f in fields(TurnInfo)}
+    turn = {"from": datasets.Value("string"), "value": datasets.Value("string"), "info": info}
+    return datasets.Features(
+        {"system": datasets.Value("string"), "conversations": datasets.List(turn)}
+    )
+
+
+@functools.cache
+def release_schema() -> pa.Schema:
+    """The same schema in Arrow, with the features in its metadata so readers recover them."""
+    return release_features().arrow_schema
+
+
+_LAZY = {"RELEASE_FEATURES": release_features, "RELEASE_SCHEMA": release_schema}
+
+
+def __getattr__(name: str) -> Any:
+    """``RELEASE_FEATURES`` and ``RELEASE_SCHEMA``, built when first asked for (see above)."""
+    if name in _LAZY:
+        return _LAZY[name]()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])

@@ -65,7 +65,9 @@ def test_add_queries_dedups_across_and_within_batches(run):
     assert run.add_queries(queries(8)).added == 0
     assert sorted(p.name for p in (run.path / "queries").iterdir()) == [
         ".lock",
+        "part-00000.categories.json",
         "part-00000.parquet",
+        "part-00001.categories.json",
         "part-00001.parquet",
     ]
     assert run.count_queries() == 8

@@ -4,6 +4,7 @@ Layout::
 
     run.yaml                          the configuration, frozen when the run is created
     queries/part-00000.parquet        the query set, one part per added batch
+    queries/part-00000.categories.json   its count per category (``hubtools status``)
     db/shard-00000-of-00001.sqlite    attempts and verdicts, one database per shard
     db/merged.sqlite                  every shard's rows, refreshed by ``Run.merge_shards``
 
@@ -36,10 +37,17 @@ first attempts were stored with; ``merge_shards`` unions the shards for readers.
 """
 
 from hubtools.run._files import shard_of
-from hubtools.run.directory import DEFAULT_CONFIG, QUERY_SCHEMA, RUN_FILE, AddResult, Run
+from hubtools.run.directory import DEFAULT_CONFIG, RUN_FILE, AddResult, Run, query_schema
 from hubtools.run.store import AttemptStore, TeacherCounts
 
 __all__ = [
     "DEFAULT_CONFIG", "QUERY_SCHEMA", "RUN_FILE", "AddResult", "AttemptStore", "Run",
     "TeacherCounts", "shard_of",
 ]  # fmt: skip
+
+
+def __getattr__(name: str) -> object:
+    """``QUERY_SCHEMA``, built on first use so that importing the run store skips pyarrow."""
+    if name == "QUERY_SCHEMA":
+        return query_schema()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
