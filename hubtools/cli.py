@@ -265,8 +265,12 @@ def build(
         None, "--teacher-license", help="The teacher model's licence, stated in the card."
     ),
     pretty_name: str | None = typer.Option(None, "--pretty-name", help="The card's title."),
-    max_shard_mb: float = typer.Option(256, "--max-shard-mb", help="Largest Parquet shard."),
-    max_shard_rows: int | None = typer.Option(None, "--max-shard-rows", help="Rows per shard."),
+    max_shard_mb: float = typer.Option(
+        256, "--max-shard-mb", min=0.001, help="Largest Parquet shard."
+    ),
+    max_shard_rows: int | None = typer.Option(
+        None, "--max-shard-rows", min=1, help="Rows per shard."
+    ),
     threshold: float | None = typer.Option(
         None, "--threshold", min=0, max=1, help="Pass score (default: the teacher's, else 0.9)."
     ),
