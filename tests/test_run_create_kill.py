@@ -23,10 +23,12 @@ from huggingface_hub import HfApi
 from hubtools.errors import NotARunError
 from hubtools.queries import add
 from hubtools.queries.clean import clean
+from hubtools.queries.export import export
 from hubtools.queries.pull import SOURCES_FILE, pool_path, read_provenance
 from hubtools.release.build import build
 from hubtools.release.importer import import_outputs
 from hubtools.run import Run
+from hubtools.verify import verify
 
 HUBTOOLS = [sys.executable, "-m", "hubtools"]
 
@@ -237,6 +239,21 @@ def test_next_run_of_a_stage_removes_what_a_killed_one_left(tmp_path):
         (run / f".funnel.json.{dead}.tmp").write_text("partial")
         clean(run, benchmarks=(), workers=1, progress=False)
         assert leftovers(run, run / "clean", scan) == []
+
+        outputs = tmp_path / "outputs"
+        outputs.mkdir()
+        for name in ("queries.jsonl", "scored.jsonl"):
+            (outputs / f".{name}.{dead}.tmp").write_text("partial")
+        export(run, outputs / "queries.jsonl", progress=False)
+        answer = {
+            "prompt": "1 + 1?",
+            "category": "math",
+            "reference": "2",
+            "answer": "$\\boxed{2}$",
+        }
+        verify(input=write_jsonl(tmp_path / "answers.jsonl", [answer]),
+               output=outputs / "scored.jsonl", workers=1, progress=False)  # fmt: skip
+        assert leftovers(outputs) == []
     finally:
         live.kill()
         live.wait()

@@ -22,6 +22,7 @@ from hubtools.errors import UsageError
 from hubtools.plural import plural
 from hubtools.queries.clean import REMOVED_FILE
 from hubtools.run import Run
+from hubtools.run.lock import sweep_beside
 
 
 @dataclass(slots=True)
@@ -50,6 +51,7 @@ def export(
         raise UsageError(f"{opened.path} has no removed queries yet; run `hubtools queries clean`")
     records = _removed(opened) if removed else _kept(opened)
     total = _count(opened, removed)
+    sweep_beside(out)  # what an export killed midway left
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     count = 0
     try:

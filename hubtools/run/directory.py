@@ -6,7 +6,6 @@ import fcntl
 import functools
 import json
 import os
-import re
 import shutil
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
@@ -28,7 +27,7 @@ from hubtools.run._files import (
     _staged,
     shard_of,
 )
-from hubtools.run.lock import LOCKS_DIR, Lock, sweep
+from hubtools.run.lock import LOCKS_DIR, Lock, sweep, sweep_beside
 from hubtools.run.store import AttemptStore
 
 if TYPE_CHECKING:
@@ -115,7 +114,7 @@ class Run:
         except yaml.YAMLError as err:
             raise RunStoreError(f"the run config must be plain YAML data: {err}") from None
         added = None
-        _sweep_staging(path)
+        sweep_beside(path)
         if not (path / RUN_FILE).is_file():
             added = _make(path, config, queries)
         run = cls.open(path)
@@ -334,12 +333,6 @@ class Run:
         for path in self.shard_paths():
             merged.merge_from(path)
         return merged
-
-
-def _sweep_staging(path: Path) -> None:
-    """Remove what a creation of ``path`` killed midway left beside it (see ``_make``)."""
-    real = path.resolve()
-    sweep(real.parent, rf"\.{re.escape(real.name)}\.(?P<pid>\d+)\.tmp")
 
 
 def _make(path: Path, config: Any, queries: Iterable[Query] | None) -> AddResult | None:

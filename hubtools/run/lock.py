@@ -165,3 +165,9 @@ def sweep(directory: Path, pattern: str, *, locked: bool = False) -> int:
             Path(entry.path).unlink(missing_ok=True)
         removed += 1
     return removed
+
+
+def sweep_beside(path: Path) -> int:
+    """Remove the ``.NAME.<pid>.tmp`` files a killed writer of ``path`` left beside it."""
+    real = path.resolve()
+    return sweep(real.parent, rf"\.{re.escape(real.name)}\.(?P<pid>\d+)\.tmp")

@@ -38,6 +38,7 @@ from hubtools.plural import plural
 from hubtools.recordfile import query_from_record
 from hubtools.records import PASS_THRESHOLD, Attempt, Category, Query
 from hubtools.run import RUN_FILE, AttemptStore, Run
+from hubtools.run.lock import sweep_beside
 from hubtools.run.store import stored_teachers
 from hubtools.verify.base import Score, VerifyConfig
 from hubtools.verify.pool import VerifyPool
@@ -343,6 +344,7 @@ async def _verify_file(
     path: Path, output: Path, config: VerifyConfig, workers: int | None, progress: bool
 ) -> VerifyResult:
     result = VerifyResult(output=str(output))
+    sweep_beside(output)  # what a verify --input killed midway left
     staging = _staging(output)
     try:
         async with VerifyPool(config, workers=workers) as pool:
