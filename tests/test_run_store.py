@@ -210,6 +210,12 @@ def test_shards_merge_without_duplicates(run):
         assert merged.counts()["am"].attempts == 41
         assert len(list(merged.iter_passed("am"))) == passed
     assert status(run.path).teachers["am"].attempts == 41  # merged.sqlite is not a shard
+    # A verdict replaced in a shard (verify --force) replaces the merged copy too.
+    flipped = next(q.query_id for q in run.iter_queries(shard=(1, 4)))  # odd ids: passed
+    with run.store(shard=(1, 4)) as store:
+        store.replace_verdicts([verdict(flipped, score=0.0)])
+    with run.merge_shards() as merged:
+        assert merged.counts()["am"].passed == passed - 1
 
 
 def test_a_run_keeps_its_shard_count(run):

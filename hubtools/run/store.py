@@ -244,12 +244,17 @@ class AttemptStore:
         """Copy in another store's rows that are not here yet, in one transaction."""
         self._conn.execute("ATTACH DATABASE ? AS source", (str(source),))
         try:
+            present = {
+                row[0] for row in self._conn.execute("SELECT name FROM source.sqlite_master")
+            }  # a shard last opened before a table existed has none of its rows
             with self._transaction():
                 for table, columns in _COLUMNS.items():
+                    if table not in present:
+                        continue
                     names = ", ".join(columns)
                     self._conn.execute(
                         f"INSERT INTO main.{table} ({names}) SELECT {names} FROM source.{table}"
-                        " WHERE true ON CONFLICT DO NOTHING"
+                        f" WHERE true{_on_conflict(table, columns)}"
                     )
         finally:
             self._conn.execute("DETACH DATABASE source")
@@ -270,10 +275,7 @@ class AttemptStore:
                     row[i] = _dumps(row[i])
             rows.append(row)
         marks = ", ".join("?" * len(columns))
-        conflict = " ON CONFLICT DO NOTHING"
-        if replace:  # an upsert: the key's row is updated in place, never deleted first
-            values = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in _KEY_COLUMNS)
-            conflict = f" ON CONFLICT ({', '.join(_KEY_COLUMNS)}) DO UPDATE SET {values}"
+        conflict = _on_conflict(table, columns) if replace else " ON CONFLICT DO NOTHING"
         with self._transaction():
             before = self._conn.total_changes
             self._conn.executemany(
@@ -320,3 +322,12 @@ def stored_teachers(paths: Iterable[Path]) -> set[str]:
         with AttemptStore(path) as store:
             found |= store.teachers()
     return found
+
+
+def _on_conflict(table: str, columns: tuple[str, ...]) -> str:
+    """Attempts are immutable (first write wins); a verdict or score replaced with
+    ``verify --force`` (or ``score --force``) is updated in place, never deleted first."""
+    if table == "attempts":
+        return " ON CONFLICT DO NOTHING"
+    values = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in _KEY_COLUMNS)
+    return f" ON CONFLICT ({', '.join(_KEY_COLUMNS)}) DO UPDATE SET {values}"
