@@ -44,3 +44,12 @@ def split_reasoning(content: str | None, reasoning: str | None = None) -> Split:
 def field_reasoning(message: dict) -> str | None:
     """The reasoning field under either of its names."""
     return message.get("reasoning") or message.get("reasoning_content") or None
+
+
+def assistant_value(think: str | None, answer: str | None) -> str:
+    """The AM assistant text: ``<think>...</think>`` then ``<answer>...</answer>``.
+
+    What a release row carries and so what a student trains on; ``score`` measures the
+    perplexity of this same text.
+    """
+    return f"<think>\n{think or ''}\n</think>\n<answer>\n{answer or ''}\n</answer>"

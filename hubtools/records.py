@@ -260,6 +260,43 @@ class Verdict(_Record):
         self.score = float(self.score)
 
 
+@dataclass(slots=True, kw_only=True)
+class ResponseScore(_Record):
+    """The quality measures of one attempt's response (``hubtools score``), keyed like verdicts.
+
+    ``ppl`` is exp(mean negative log-likelihood) of the response tokens under ``scorer``,
+    given the prompt, both rendered with the scorer's chat template; ``nll_sum`` and
+    ``scored_tokens`` keep what it was computed from, so means over many responses can be
+    token-weighted. Token counts: ``total_tokens`` is the teacher's reported
+    ``completion_tokens`` when there is one, else the tokenizer's count
+    (``token_source`` says which: ``teacher`` or ``tokenizer:NAME``); the think/answer
+    split is always the tokenizer's.
+    """
+
+    query_id: str
+    teacher: str
+    attempt: int
+    scorer: str
+    backend: str
+    ppl: float | None = None
+    nll_sum: float | None = None
+    scored_tokens: int = 0
+    think_tokens: int | None = None
+    answer_tokens: int | None = None
+    total_tokens: int | None = None
+    token_source: str = "teacher"
+
+    def __post_init__(self) -> None:
+        _require(
+            self.ppl is None or (math.isfinite(self.ppl) and self.ppl >= 1.0),
+            f"ppl must be a finite number >= 1, got {self.ppl!r}",
+        )
+        _require(
+            isinstance(self.scored_tokens, int) and self.scored_tokens >= 0,
+            f"scored_tokens must be an integer >= 0, got {self.scored_tokens!r}",
+        )
+
+
 def _json_or_none(value: Any) -> str | None:
     return None if value is None else json.dumps(value, ensure_ascii=False, sort_keys=True)
 

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from hubtools.errors import RunStoreError, UsageError
-from hubtools.records import Attempt, Query, Verdict
+from hubtools.records import Attempt, Query, ResponseScore, Verdict
 from hubtools.run import Run, shard_of
 from hubtools.status import status
 
@@ -298,3 +298,34 @@ def test_config_sections_freeze_when_first_written(tmp_path):
     with pytest.raises(RunStoreError, match=r"sampling.temperature: 0.6 in run.yaml, 1.0 given"):
         Run.create(path, {"sampling": {"temperature": 1.0}, "other": 1})
     assert "other" not in Run.open(path).config  # a refused config adds nothing
+
+
+def score(query_id, k=0, ppl=2.0, teacher="am"):
+    return ResponseScore(
+        query_id=query_id, teacher=teacher, attempt=k, scorer="m", backend="local", ppl=ppl,
+        nll_sum=0.5, scored_tokens=10, total_tokens=12, token_source="teacher",
+    )  # fmt: skip
+
+
+def test_scores_are_keyed_like_verdicts_and_only_passed_attempts_wait_for_one(run):
+    ids = [q.query_id for q in queries(4)]
+    run.add_queries(queries(4))
+    with run.store() as store:
+        store.add_attempts([attempt(i) for i in ids] + [attempt(ids[0], 1, error="boom")])
+        store.add_verdicts([verdict(ids[0]), verdict(ids[1]), verdict(ids[2], score=0.2)])
+        assert [a.query_id for a in store.iter_unscored()] == sorted(ids[:2])
+        assert store.count_unscored() == 2
+        assert store.count_unscored(passed_only=False) == 4  # errors never
+        assert store.add_scores([score(ids[0])]) == 1
+        assert store.add_scores([score(ids[0], ppl=9.0)]) == 0  # first write wins
+        assert [a.query_id for a in store.iter_unscored()] == [ids[1]]
+        assert store.count_unscored(scored=True) == 2
+        store.add_scores([score(ids[0], ppl=3.0)], replace=True)
+        assert [s.ppl for s in store.iter_scores("am")] == [3.0]
+        assert store.scores_for([(ids[0], "am", 0), (ids[1], "am", 0)]) == {
+            (ids[0], "am", 0): score(ids[0], ppl=3.0)
+        }
+        with pytest.raises(RunStoreError):
+            store.add_scores([score("f" * 32)])  # no such attempt
+    with pytest.raises(ValueError):
+        score(ids[0], ppl=0.5)

@@ -16,7 +16,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from hubtools.reasoning import split_reasoning
+from hubtools.reasoning import assistant_value, split_reasoning
 from hubtools.records import Attempt, Query, ReleaseRow, Turn, TurnInfo, Verdict
 from hubtools.run import AttemptStore, Run
 
@@ -131,11 +131,6 @@ def _attach(page: list[tuple[str, Passed]], index: QueryIndex) -> Iterator[tuple
     for qid, passed in page:
         if qid in queries:
             yield queries[qid], passed
-
-
-def assistant_value(think: str | None, answer: str | None) -> str:
-    """The AM assistant text: ``<think>...</think>`` then ``<answer>...</answer>``."""
-    return f"<think>\n{think or ''}\n</think>\n<answer>\n{answer or ''}\n</answer>"
 
 
 def think_and_answer(attempt: Attempt) -> tuple[str | None, str | None]:

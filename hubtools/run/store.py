@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from hubtools.errors import RunStoreError
-from hubtools.records import PASS_THRESHOLD, Attempt, Verdict
+from hubtools.records import PASS_THRESHOLD, Attempt, ResponseScore, Verdict
 from hubtools.run._files import (
     _JSON_FIELDS,
     _chunks,
@@ -35,10 +35,19 @@ CREATE TABLE IF NOT EXISTS verdicts (
     PRIMARY KEY (query_id, teacher, attempt),
     FOREIGN KEY (query_id, teacher, attempt) REFERENCES attempts
 );
+CREATE TABLE IF NOT EXISTS scores (
+    query_id TEXT NOT NULL, teacher TEXT NOT NULL, attempt INTEGER NOT NULL,
+    scorer TEXT NOT NULL, backend TEXT NOT NULL, ppl REAL, nll_sum REAL,
+    scored_tokens INTEGER NOT NULL, think_tokens INTEGER, answer_tokens INTEGER,
+    total_tokens INTEGER, token_source TEXT NOT NULL,
+    PRIMARY KEY (query_id, teacher, attempt),
+    FOREIGN KEY (query_id, teacher, attempt) REFERENCES attempts
+);
 """
 _COLUMNS = {
     "attempts": tuple(f.name for f in fields(Attempt)),
     "verdicts": tuple(f.name for f in fields(Verdict)),
+    "scores": tuple(f.name for f in fields(ResponseScore)),
 }
 _KEY = "a.query_id, a.teacher, a.attempt"
 _KEY_COLUMNS = ("query_id", "teacher", "attempt")
@@ -183,6 +192,78 @@ class AttemptStore:
     def count_unverified(self, teacher: str | None = None) -> int:
         """How many attempts ``iter_unverified`` yields."""
         return sum(n for _, _, n in self.verifiable_summary(teacher))
+
+    # -- scores (hubtools score) ----------------------------------------------------------
+
+    def add_scores(self, scores: Iterable[ResponseScore], *, replace: bool = False) -> int:
+        """Commit a batch of scores in one transaction; ``replace`` (``score --force``)
+        overwrites an attempt's earlier score in that transaction, never deleting first."""
+        try:
+            return self._write("scores", scores, replace=replace)
+        except sqlite3.IntegrityError as err:
+            raise RunStoreError(
+                f"{self.path}: a score refers to an attempt that is not stored ({err})"
+            ) from None
+
+    def _scorable(self, teacher: str | None, passed_only: bool, scored: bool) -> tuple[str, ...]:
+        """FROM/WHERE of the attempts ``score`` works on, and the parameters."""
+        where = "a.error IS NULL" + ("" if scored else " AND s.query_id IS NULL")
+        if passed_only:
+            where += " AND v.score >= ?"
+        if teacher is not None:
+            where += " AND a.teacher = ?"
+        source = "attempts a LEFT JOIN scores s USING (query_id, teacher, attempt)" + (
+            " JOIN verdicts v USING (query_id, teacher, attempt)" if passed_only else ""
+        )
+        return source, where
+
+    def iter_unscored(
+        self, teacher: str | None = None, *, passed_only: bool = True,
+        threshold: float = PASS_THRESHOLD, scored: bool = False,
+    ) -> Iterator[Attempt]:  # fmt: skip
+        """Attempts without a score (``scored``: with one too), errors excluded; by default
+        only those whose verdict passed ``threshold``. In key order, a page per read."""
+        source, where = self._scorable(teacher, passed_only, scored)
+        params = (threshold,) if passed_only else ()
+        rows = self._scan(f"SELECT a.* FROM {source}", where, params + _maybe(teacher))
+        for row in rows:
+            yield Attempt.from_dict(_json_fields(dict(row), json.loads))
+
+    def count_unscored(
+        self, teacher: str | None = None, *, passed_only: bool = True,
+        threshold: float = PASS_THRESHOLD, scored: bool = False,
+    ) -> int:  # fmt: skip
+        source, where = self._scorable(teacher, passed_only, scored)
+        params = ((threshold,) if passed_only else ()) + _maybe(teacher)
+        return self._conn.execute(
+            f"SELECT COUNT(*) FROM {source} WHERE {where}", params
+        ).fetchone()[0]
+
+    def iter_scores(self, teacher: str | None = None) -> Iterator[ResponseScore]:
+        """Every stored score (of one teacher), in key order."""
+        rows = self._scan(
+            "SELECT s.* FROM scores s JOIN attempts a USING (query_id, teacher, attempt)",
+            "true" if teacher is None else "a.teacher = ?",
+            _maybe(teacher),
+        )
+        for row in rows:
+            yield ResponseScore.from_dict(dict(row))
+
+    def scores_for(
+        self, keys: Iterable[tuple[str, str, int]]
+    ) -> dict[tuple[str, str, int], ResponseScore]:
+        """The stored scores of these ``(query_id, teacher, attempt)`` keys (absent: none)."""
+        found = {}
+        for chunk in _chunks(keys, 300):
+            marks = ",".join("(?, ?, ?)" for _ in chunk)
+            rows = self._conn.execute(
+                f"SELECT * FROM scores WHERE (query_id, teacher, attempt) IN (VALUES {marks})",
+                [value for key in chunk for value in key],
+            )
+            for row in rows:
+                score = ResponseScore.from_dict(dict(row))
+                found[(score.query_id, score.teacher, score.attempt)] = score
+        return found
 
     def teachers(self) -> set[str]:
         """The teachers with at least one attempt here."""
@@ -331,3 +412,7 @@ def _on_conflict(table: str, columns: tuple[str, ...]) -> str:
         return " ON CONFLICT DO NOTHING"
     values = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in _KEY_COLUMNS)
     return f" ON CONFLICT ({', '.join(_KEY_COLUMNS)}) DO UPDATE SET {values}"
+
+
+def _maybe(teacher: str | None) -> tuple[str, ...]:
+    return () if teacher is None else (teacher,)
