@@ -10,7 +10,12 @@ own hosts, and otherwise the OpenAI-style placeholder key `EMPTY`.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import random
+import time
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from urllib.parse import urlparse
 
 from hubtools.errors import UsageError
@@ -111,8 +116,12 @@ def make_client(
     api_key_env: str | None = None,
     timeout: float | None = None,
     max_connections: int = 100,
+    api_key: str | None = None,
 ):
-    """An `AsyncInferenceClient` for one endpoint, with the right credential and no leaks."""
+    """An `AsyncInferenceClient` for one endpoint, with the right credential and no leaks.
+
+    `api_key`, when given, is the endpoint's own key (already read from wherever the
+    caller keeps it); otherwise `api_key_env` names the variable that holds it."""
     from huggingface_hub import AsyncInferenceClient
 
     _ensure_connection_pool(max_connections)
@@ -121,8 +130,9 @@ def make_client(
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise UsageError(f"endpoint {url!r} is not an http(s) URL, e.g. http://10.0.0.5:8080")
     return AsyncInferenceClient(
-        base_url=url.rstrip("/"), api_key=endpoint_key(url, api_key_env), timeout=timeout
-    )
+        base_url=url.rstrip("/"), api_key=api_key or endpoint_key(url, api_key_env),
+        timeout=timeout,
+    )  # fmt: skip
 
 
 def make_clients(
@@ -131,14 +141,107 @@ def make_clients(
     api_key_env: str | None = None,
     timeout: float | None = None,
     max_connections: int = 100,
+    api_key: str | None = None,
 ) -> list:
     """Clients (`make_client`) for `max_connections` concurrent requests to one endpoint,
     one per `POOL_CONNECTIONS` of them: the caller sends at most that many through each."""
     count = -(-max(1, max_connections) // POOL_CONNECTIONS)
     per_client = min(max_connections, POOL_CONNECTIONS)
     clients = [
-        make_client(url, api_key_env=api_key_env, timeout=timeout, max_connections=per_client + 16)
+        make_client(
+            url,
+            api_key_env=api_key_env,
+            timeout=timeout,
+            max_connections=per_client + 16,
+            api_key=api_key,
+        )
         for _ in range(count)
     ]
     _raise_open_files_limit(max_connections + 256)
     return clients
+
+
+# -- what a failed request means ----------------------------------------------------------
+# Shared by every stage that calls endpoints (generate's teachers, score's remote backends):
+# transient overload and transport trouble (429, 503, other 5xx, timeouts, resets, error
+# events inside a 200 stream) are retried with exponential backoff and full jitter,
+# honouring Retry-After. A 4xx about the request itself (422 validation, 400) is not
+# retried: asking again gets the same answer. Auth and routing errors (401, 403, 404)
+# mean the config is wrong.
+
+RETRY, REJECT, STOP = "retry", "reject", "stop"
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    kind: str  # RETRY | REJECT | STOP
+    message: str
+    status: int | None = None
+    overload: bool = False  # the server said it is saturated: send less
+    retry_after: float | None = None
+
+
+def retry_after(headers) -> float | None:
+    """Seconds the server asked us to wait (Retry-After: seconds or an HTTP date)."""
+    value = headers.get("retry-after") if headers is not None else None
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        try:
+            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+        except (TypeError, ValueError):
+            return None
+
+
+def status_failure(status: int, message: str, headers=None) -> Failure:
+    """What an HTTP error status means, whichever client received it."""
+    after = retry_after(headers)
+    if status in (400, 413, 422):
+        return Failure(REJECT, message, status)
+    if status in (401, 403, 404, 405):
+        return Failure(STOP, message, status)
+    return Failure(RETRY, message, status, overload=status in (429, 503), retry_after=after)
+
+
+def classify(exc: BaseException) -> Failure:
+    """What an exception raised by huggingface_hub's inference client means."""
+    import httpx2
+    from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError, TextGenerationError
+    from huggingface_hub.inference._common import OverloadedError, ValidationError
+
+    text = f"{type(exc).__name__}: {exc}"[:500]
+    if isinstance(exc, OverloadedError):
+        return Failure(RETRY, text, 429, overload=True)
+    if isinstance(exc, ValidationError):
+        return Failure(REJECT, text, 422)
+    if isinstance(exc, TextGenerationError):
+        # Error events inside a 200 stream; OpenAI-style ones carry http_status_code.
+        status = _embedded_status(exc)
+        if status in (400, 422):
+            return Failure(REJECT, text, status)
+        return Failure(RETRY, text, status, overload=status in (429, 503))
+    if isinstance(exc, HfHubHTTPError) and exc.response is not None:
+        return status_failure(exc.response.status_code, text, exc.response.headers)
+    if isinstance(
+        exc, InferenceTimeoutError | httpx2.TransportError | OSError | asyncio.TimeoutError
+    ):
+        return Failure(RETRY, text)
+    if isinstance(exc, ValueError):  # a malformed answer body, e.g. truncated JSON
+        return Failure(RETRY, text)
+    raise exc  # a bug of ours: let it surface
+
+
+def _embedded_status(exc: BaseException) -> int | None:
+    payload = exc.args[0] if exc.args else None
+    if isinstance(payload, dict):
+        status = payload.get("http_status_code") or payload.get("code")
+        return status if isinstance(status, int) else None
+    return None
+
+
+def backoff_delay(retry: int, failure: Failure, base: float = 0.5, cap: float = 60.0) -> float:
+    """Full-jitter exponential backoff; the server's Retry-After is a floor."""
+    delay = random.uniform(0, min(cap, base * 2**retry))
+    return max(delay, failure.retry_after or 0.0)
