@@ -1,14 +1,15 @@
 """Perplexity from a vLLM server: ``prompt_logprobs`` of ``/v1/completions`` over token ids.
 
 The prompt is the scoring model's token ids (``prompt_ids + response_ids``), so vLLM
-never re-tokenizes and no tokenizer can disagree. ``prompt_logprobs: 0`` asks for the
-log-prob of each prompt token only (k=0 top alternatives; under the server's default
-``--max-logprobs`` of 20): ``choices[0].prompt_logprobs`` is ``[null, {"<token id>":
-{"logprob", "rank", "decoded_token"}}, ...]``, one dict per position after the first,
-each keyed by token id. The entry is picked by the actual token id, never by order (with
-k > 0 a dict also holds the top-k alternatives). vLLM computes these from the raw logits
-(its default ``--logprobs-mode raw_logprobs``), so sampling settings do not change them,
-and since v0.8 prompt log-prob requests bypass the prefix cache reads instead of failing.
+never re-tokenizes (nor can it tell a foreign tokenizer's ids: serve the scoring model).
+``prompt_logprobs: 0`` asks for the log-prob of each prompt token only (no top-k
+alternatives; within the server's default ``--max-logprobs`` of 20):
+``choices[0].prompt_logprobs`` is ``[null, {"<token id>": {"logprob", "rank",
+"decoded_token"}}, ...]``, one dict per position after the first, keyed by token id.
+The entry is picked by the actual token id, never by order (with k > 0 a dict also holds
+the top-k alternatives). vLLM computes these from the raw logits (its default
+``--logprobs-mode raw_logprobs``), so sampling settings do not change them, and since
+vllm-project/vllm#13949 such requests bypass the prefix cache instead of failing.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ class VLLMBackend(JSONBackend):
         if not positions:
             raise ScoringError(
                 f"{self.endpoint} answered without `prompt_logprobs`: it is not a vLLM server "
-                f"that supports them (vLLM >= 0.5.3 does); for TGI use the tgi backend"
+                f"that returns them; for TGI use the tgi backend"
             )
         if len(positions) != len(ids):
             raise ScoringError(
