@@ -298,3 +298,27 @@ def test_smollm2_through_every_server_matches_the_reference():
         for result, want in zip(results, reference, strict=True):
             assert_close(result.nll_sum, want)
         assert 1 < results[0].ppl < 1000, flavor
+
+
+@pytest.mark.parametrize("flavor", list(BACKENDS))
+def test_a_timeout_is_retried(tiny, flavor):
+    _, scorer, requests, reference = tiny
+    with LogprobServer(scorer, flavor=flavor, model=MODEL) as server:
+        server.script(Fault(503, {"error": "too late"}, delay_s=3.0))  # answered after the timeout
+        backend = backend_for(flavor, server, timeout_s=1.0)
+        results = score(backend, requests[:1])
+    assert backend.retries == 1
+    assert_close(results[0].nll_sum, reference[0])
+
+
+def test_sglang_abort_inside_a_200_is_retried(tiny):
+    """SGLang can abort a request (e.g. out of KV memory) and still answer HTTP 200."""
+    _, scorer, requests, reference = tiny
+    abort = {"text": "", "meta_info": {"finish_reason": {
+        "type": "abort", "message": "aborted by the scheduler", "status_code": 503}}}  # fmt: skip
+    with LogprobServer(scorer, flavor="sglang", model=MODEL) as server:
+        server.script(Fault(200, abort))
+        backend = backend_for("sglang", server)
+        results = score(backend, requests[:1])
+    assert backend.retries == 1
+    assert_close(results[0].nll_sum, reference[0])
