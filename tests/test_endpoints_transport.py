@@ -10,12 +10,11 @@ import pytest
 from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError
 
 from hubtools import endpoints
-from hubtools.endpoints import make_client
+from hubtools.endpoints import RETRY, classify, make_client
 from hubtools.endpoints_transport import AiohttpTransport
 from hubtools.records import Query
 from hubtools.teachers.client import TeacherClient
 from hubtools.teachers.config import Sampling, TeacherConfig
-from hubtools.teachers.faults import RETRY, classify
 from tests.servers.chat_server import ChatServer, Fault, Reply
 
 MESSAGES = [{"role": "user", "content": "What is 2 + 3?"}]

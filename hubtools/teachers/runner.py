@@ -16,11 +16,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from hubtools.endpoints import REJECT, RETRY, Failure, backoff_delay, classify
 from hubtools.records import Attempt, Query, Verdict
 from hubtools.run import Run
 from hubtools.teachers.client import Completion, TeacherClient
 from hubtools.teachers.config import GenerateConfig, TeacherConfig
-from hubtools.teachers.faults import REJECT, RETRY, Failure, backoff_delay, classify
 from hubtools.teachers.limiter import AdaptiveLimiter
 from hubtools.teachers.writer import StoreWriter
 
