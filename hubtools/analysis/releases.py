@@ -47,7 +47,8 @@ def parse_releases(text: str) -> list[ReleaseSpec]:
         try:
             validate_repo_id(match["repo"])
         except HFValidationError as err:
-            raise UsageError(f"--releases: {match['repo']!r} is not a valid repo id: {err}") from None
+            reason = f"--releases: {match['repo']!r} is not a valid repo id: {err}"
+            raise UsageError(reason) from None
         parsed.append((match["repo"], match["revision"]))
     if len(set(parsed)) < len(parsed):
         raise UsageError("--releases names the same release twice")

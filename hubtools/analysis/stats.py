@@ -118,8 +118,9 @@ def compute(collected: Collected) -> dict[str, Any]:
         "fig2_categories": {
             "categories": categories,
             "instances": [instances[c] for c in categories],
-            "tokens": {t: [per_category[c]["teachers"][t]["tokens"] for c in categories]
-                       for t in teachers},  # fmt: skip
+            "tokens": {
+                t: [per_category[c]["teachers"][t]["tokens"] for c in categories] for t in teachers
+            },  # fmt: skip
         },
         "fig3_math_lengths": {
             "category": focus,
