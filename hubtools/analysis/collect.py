@@ -112,8 +112,12 @@ class TokenCounter:
         return [len(i) for i in ids]
 
 
-def missing_counts_error(n: int, where: str) -> UsageError:
-    return UsageError(
+class MissingTokenCounts(UsageError):
+    """Responses without a token count, and no tokenizer to count them."""
+
+
+def missing_counts_error(n: int, where: str) -> MissingTokenCounts:
+    return MissingTokenCounts(
         f"{plural(n, 'response')} of {where} have no token count: run `hubtools score` "
         "on the run first, or pass --tokenizer ID_OR_FOLDER to count them here"
     )
@@ -224,7 +228,7 @@ def collect_run(
     bar: Any,
 ) -> Collected:
     """The numbers of the first passing attempt of each teacher, over the common queries."""
-    collected = Collected(list(teachers), {"run": str(run_path), "threshold": threshold})
+    collected = Collected(list(teachers), {"run": run_path.name, "threshold": threshold})
     categories = _Categories(run_path)
     conn = sqlite3.connect(f"file:{store_path}?mode=ro", uri=True)
     try:
