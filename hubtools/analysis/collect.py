@@ -118,7 +118,7 @@ class MissingTokenCounts(UsageError):
 
 def missing_counts_error(n: int, where: str) -> MissingTokenCounts:
     return MissingTokenCounts(
-        f"{plural(n, 'response')} of {where} have no token count: run `hubtools score` "
+        f"no token count for {plural(n, 'response')} of {where}: run `hubtools score` "
         "on the run first, or pass --tokenizer ID_OR_FOLDER to count them here"
     )
 
