@@ -136,6 +136,12 @@ def test_run_analysis_equals_the_attempts(world, tmp_path):
     with pytest.raises(MissingTokenCounts, match="run `hubtools score`.*--tokenizer"):
         analyze_run(run, list(TEACHERS), tmp_path / "none", progress=False)
     assert not (tmp_path / "none").exists()
+    # A parallel build then still builds; its card says how to get the figures.
+    built = build(run, teacher=TEACHERS[0], out=tmp_path / "rel", parallel=list(TEACHERS),
+                  progress=False)  # fmt: skip
+    assert not any(f.startswith("assets/") for f in built.files)
+    card = (tmp_path / "rel" / "README.md").read_text()
+    assert "figures were not drawn: no token count for" in card and "hubtools score" in card
 
     # The tokenizer path: counts of think + answer, no perplexity.
     counted = analyze_run(run, list(TEACHERS), tmp_path / "tok", tokenizer=str(tokenizer_dir),
@@ -225,6 +231,8 @@ def test_parallel_releases_assets_card_publish_and_analyze(world, hub, write_tok
                   for f in finals]  # fmt: skip
         expected[label] = (tokens, [f["ppl"] for f in finals if f["ppl"] is not None])
     _check_numbers(stats, expected)
+    scored = any(ppl for _, ppl in expected.values())
+    assert stats["figures"]["fig5_ppl_box"]["scored"] is scored  # info.ppl may be null
     for name in FIGURES:
         _check_png(out / name)
     # The releases hold the same answers as the run: the join by prompt found them all.
