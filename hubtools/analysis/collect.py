@@ -203,20 +203,35 @@ def check_run_counts(store_path: Path, teachers: list[str], threshold: float) ->
             " AND score >= ? GROUP BY query_id HAVING COUNT(DISTINCT teacher) = ?)",
             (*teachers, threshold, len(teachers)),
         ).fetchone()[0]
-        missing = conn.execute(
-            "WITH common AS (SELECT query_id FROM verdicts WHERE teacher IN"
-            f" ({marks}) AND score >= ? GROUP BY query_id HAVING COUNT(DISTINCT teacher) = ?),"
-            " first AS (SELECT query_id, teacher, MIN(attempt) AS attempt FROM verdicts"
-            f" WHERE teacher IN ({marks}) AND score >= ? AND query_id IN common"
-            " GROUP BY query_id, teacher)"
-            " SELECT COUNT(*) FROM first f JOIN attempts a USING (query_id, teacher, attempt)"
-            " LEFT JOIN scores s USING (query_id, teacher, attempt)"
-            " WHERE s.total_tokens IS NULL AND a.completion_tokens IS NULL",
-            (*teachers, threshold, len(teachers), *teachers, threshold),
+        # Cheap first (a scan of the passes and their scores): usually everything is scored.
+        unscored = conn.execute(
+            "SELECT COUNT(*) FROM verdicts v LEFT JOIN scores s USING (query_id, teacher, attempt)"
+            f" WHERE v.teacher IN ({marks}) AND v.score >= ? AND s.total_tokens IS NULL",
+            (*teachers, threshold),
         ).fetchone()[0]
+        missing = 0
+        if unscored:
+            missing = _missing_counts(conn, marks, teachers, threshold)
     finally:
         conn.close()
     return common, missing
+
+
+def _missing_counts(
+    conn: sqlite3.Connection, marks: str, teachers: list[str], threshold: float
+) -> int:
+    """First passes of the common queries with neither a stored nor a reported count."""
+    return conn.execute(
+        "WITH common AS (SELECT query_id FROM verdicts WHERE teacher IN"
+        f" ({marks}) AND score >= ? GROUP BY query_id HAVING COUNT(DISTINCT teacher) = ?),"
+        " first AS (SELECT query_id, teacher, MIN(attempt) AS attempt FROM verdicts"
+        f" WHERE teacher IN ({marks}) AND score >= ? AND query_id IN common"
+        " GROUP BY query_id, teacher)"
+        " SELECT COUNT(*) FROM first f JOIN attempts a USING (query_id, teacher, attempt)"
+        " LEFT JOIN scores s USING (query_id, teacher, attempt)"
+        " WHERE s.total_tokens IS NULL AND a.completion_tokens IS NULL",
+        (*teachers, threshold, len(teachers), *teachers, threshold),
+    ).fetchone()[0]
 
 
 def collect_run(
