@@ -368,6 +368,8 @@ def _teacher_figures(
         analyze_run(run.path, teachers, assets, threshold=threshold, progress=progress)
     except MissingTokenCounts as err:  # the card says how to get the figures
         return {"report": None, "missing": str(err)}
+    except EmptyReleaseError:  # --allow-empty: nothing in common, nothing to draw
+        return None
     stats = json.loads((assets / "stats.json").read_text(encoding="utf-8"))
     return {"report": render(stats, images="assets/", level=3), "missing": None}
 
