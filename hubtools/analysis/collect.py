@@ -108,6 +108,9 @@ class TokenCounter:
         self.load()
         if not texts:
             return []
+        backend = getattr(self._tokenizer, "backend_tokenizer", None)
+        if backend is not None:  # a fast tokenizer: its Rust batch, without Python encodings
+            return [len(e.ids) for e in backend.encode_batch(list(texts), add_special_tokens=False)]
         ids = self._tokenizer(list(texts), add_special_tokens=False)["input_ids"]
         return [len(i) for i in ids]
 

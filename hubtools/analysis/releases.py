@@ -120,13 +120,12 @@ def _read(spec: ReleaseSpec, dataset: Any, tokenizer: TokenCounter | None, bar: 
     from hubtools.reasoning import split_reasoning
 
     columns = _Columns()
-    batch: list[dict[str, Any]] = []
+    batch: list[list[dict[str, Any]]] = []  # the conversations of a batch of rows
 
     def flush() -> None:
         keys, categories, tokens, thinks, answers, ppls, todo = [], [], [], [], [], [], []
         counted = [False] * len(batch)
-        for row in batch:
-            turns = row["conversations"]
+        for turns in batch:
             prompt = [{"role": _ROLE.get(t["from"], t["from"]), "content": t["value"]}
                       for t in turns[:-1]]  # fmt: skip
             final = turns[-1]
@@ -156,12 +155,10 @@ def _read(spec: ReleaseSpec, dataset: Any, tokenizer: TokenCounter | None, bar: 
         bar.update(len(batch))
         batch.clear()
 
-    try:
-        for row in dataset:
-            batch.append(row)
-            if len(batch) >= _BATCH:
-                flush()
-        flush()
+    try:  # batches of columns: ~10x cheaper than datasets' per-row dicts
+        for rows in dataset.iter(batch_size=_BATCH):
+            batch.extend(rows["conversations"])
+            flush()
     except (UsageError, DataSourceError):
         raise
     except Exception as err:  # a file of the release fails to stream
