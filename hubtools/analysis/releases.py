@@ -136,8 +136,9 @@ def _read(spec: ReleaseSpec, dataset: Any, tokenizer: TokenCounter | None, bar: 
             ppls.append(float(ppl) if isinstance(ppl, int | float) else float("nan"))
             total = _number(info, "total_tokens")
             tokens.append(-1 if total is None else total)
-            thinks.append(_number(info, "think_tokens") or -1)
-            answers.append(_number(info, "answer_tokens") or -1)
+            for into, name in ((thinks, "think_tokens"), (answers, "answer_tokens")):
+                number = _number(info, name)
+                into.append(-1 if number is None else number)
             if total is None:
                 think, answer = info.get("think_content"), info.get("answer_content")
                 if think is None and answer is None:
