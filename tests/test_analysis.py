@@ -243,3 +243,20 @@ def test_parallel_releases_assets_card_publish_and_analyze(world, hub, write_tok
         attempts = [passed[t][q] for q in common]
         tokens = [_count(tokenizer, a.think) + _count(tokenizer, a.answer) for a in attempts]
         assert sorted(expected[label][0]) == sorted(tokens)
+
+
+def test_bins_and_boxes_follow_the_paper_and_matplotlib():
+    from matplotlib.cbook import boxplot_stats
+
+    from hubtools.analysis.stats import bin_labels, box
+
+    edges = [0, 1, 1024, 1025, 2048, 9216, 10240, 10241, 50_000]
+    assert histogram(np.array(edges)) == [3, 2, 0, 0, 0, 0, 0, 0, 1, 1, 2]
+    assert bin_labels()[0] == "<=1k" and bin_labels()[-1] == ">10k" and len(bin_labels()) == 11
+    data = np.random.default_rng(1).lognormal(7.5, 1.0, 5001)
+    ours, theirs = box(data), boxplot_stats(data, whis=1.5)[0]
+    for key, their in (("mean", "mean"), ("median", "med"), ("q1", "q1"), ("q3", "q3"),
+                       ("whislo", "whislo"), ("whishi", "whishi")):  # fmt: skip
+        assert ours[key] == pytest.approx(theirs[their])
+    assert ours["outliers"] == len(theirs["fliers"]) > 0
+    assert box(np.array([])) is None
