@@ -282,10 +282,15 @@ def report(machine: dict, results: list[dict], releases: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-RELEASE_NOTES = """Per row, a release keeps a 32-byte join key and five numbers in numpy chunks
-(~80 bytes), whatever the length of the texts, which stream. The time is the streaming
-reader (Python dicts of every row, texts included) and the tokenizer; on real reasoning
-traces (thousands of tokens each) the tokenizer dominates."""
+RELEASE_NOTES = """Per row, a release keeps a 32-byte join key and six numbers in numpy chunks
+(~80 MB for 1M rows), whatever the length of the texts, which stream in batches of
+1,000 rows. Most of the peak is the libraries: `datasets`, pyarrow and transformers
+loaded, the same command on 8,000 rows peaked at 431 MB (a trial run of this script).
+The time is the streaming reader (column batches of every row, texts included), the
+prompt hash of the join and the tokenizer (its Rust batch encoder); on real reasoning
+traces, thousands of tokens each, the tokenizer dominates. `build + publish` includes
+each parallel build's own teacher comparison (an `analyze` of the run, ~25 s at 1M
+responses) and the read-back of every config by `publish`."""
 
 NOTES = """The peer is what one writes by hand: `pandas.read_sql` of every passed answer's
 numbers, then `groupby` for means and medians. It draws no figure, does not restrict
