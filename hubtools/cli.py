@@ -353,6 +353,42 @@ def import_(
     print(json.dumps(result.to_dict(), indent=2) if as_json else result)
 
 
+@app.command("analyze")
+def analyze(
+    run: Path | None = typer.Argument(None, help="Run directory (or give --releases)."),
+    teachers: str | None = typer.Option(None, "--teachers", help="T1,T2,...: teachers to compare."),
+    releases: str | None = typer.Option(
+        None, "--releases", help="ORG/A@v1.0.0,ORG/B@v1.0.0: published releases instead of a run."
+    ),
+    out: Path = typer.Option(..., "--out", help="Folder for the figures, stats.json, report.md."),
+    tokenizer: str | None = typer.Option(
+        None, "--tokenizer", help="Hub id or folder counting tokens where none are stored."
+    ),
+    threshold: float | None = typer.Option(
+        None, "--threshold", min=0, max=1, help="Pass score (default: the first teacher's)."
+    ),
+    endpoint: str | None = typer.Option(None, "--endpoint", help="Hub URL for --releases."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """The paper's figures 2-5 and their numbers, over the queries every teacher passed."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; give a folder for the figures")
+    check_writable(out, "--out")
+    if releases is not None and threshold is not None:
+        raise UsageError("--threshold is for a run; a release holds passed answers only")
+    if run is not None and endpoint is not None:
+        raise UsageError("--endpoint is for --releases; a run is read from its folder")
+    from hubtools.analysis import analyze as run_analyze
+
+    names = [t for t in teachers.split(",")] if teachers is not None else None
+    result = run_analyze(
+        run, teachers=names, releases=releases, out=out, tokenizer=tokenizer,
+        progress=not quiet, **({"endpoint": endpoint} if releases else {"threshold": threshold}),
+    )  # fmt: skip
+    print(json.dumps(result.to_dict(), indent=2) if as_json else result)
+
+
 @app.command("demo")
 def demo(
     root: Path | None = typer.Option(

@@ -226,9 +226,12 @@ def build(
             pretty_name=pretty_name,
             model=model,
         )
+        compared = list(parallel) if parallel and teacher in parallel else [teacher, *others]
+        figures = _teacher_figures(opened, compared, threshold, staging, progress)
         write_card(
-            staging, opened, teacher, others, files, stats, funnel, threshold, options, sources
-        )
+            staging, opened, teacher, others, files, stats, funnel, threshold, options, sources,
+            figures=figures,
+        )  # fmt: skip
         _move_into_place(staging, out)
     finally:
         store.close()
@@ -342,6 +345,33 @@ def _funnel(
         kept={c: s.rows for c, s in stats.items()},
         verifiers=per["verifiers"],
     )
+
+
+def _teacher_figures(
+    run: Run, teachers: list[str], threshold: float, staging: Path, progress: bool
+) -> dict[str, Any] | None:
+    """A parallel release's teacher comparison (``hubtools analyze``) written to ``assets/``.
+
+    Returns what the card shows: the report's markdown with links to ``assets/``, or why
+    there are no figures. None for a single-teacher release (nothing to compare).
+    """
+    if len(teachers) < 2:
+        return None
+    import json
+
+    from hubtools.analysis import analyze_run
+    from hubtools.analysis.collect import MissingTokenCounts
+    from hubtools.analysis.report import render
+
+    assets = staging / "assets"
+    try:
+        analyze_run(run.path, teachers, assets, threshold=threshold, progress=progress)
+    except MissingTokenCounts as err:  # the card says how to get the figures
+        return {"report": None, "missing": str(err)}
+    except EmptyReleaseError:  # --allow-empty: nothing in common, nothing to draw
+        return None
+    stats = json.loads((assets / "stats.json").read_text(encoding="utf-8"))
+    return {"report": render(stats, images="assets/", level=3), "missing": None}
 
 
 def _move_into_place(staging: Path, out: Path) -> None:

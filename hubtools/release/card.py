@@ -161,8 +161,10 @@ def write_card(
     threshold: float,
     options: CardOptions,
     sources: set[str],
+    figures: dict[str, Any] | None = None,
 ) -> Path:
-    """Render README.md into the release folder."""
+    """Render README.md into the release folder; ``figures``: the teacher comparison
+    (``hubtools analyze``'s report, linking ``assets/``) of a parallel release."""
     name = options.template or "generic"
     if name not in TEMPLATES:
         raise UsageError(f"unknown card template {name!r}; use one of: {', '.join(TEMPLATES)}")
@@ -205,6 +207,7 @@ def write_card(
         "repo_id": None,
         "version": None,
         "history": [],
+        "figures": figures,
     }
     text = environment().get_template(f"{name}.md.j2").render(**context)
     card = DatasetCard(text)  # parses the YAML back: a template that breaks it fails here
