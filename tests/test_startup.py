@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # What no light verb may import: each costs from ~0.15 s (pandas) to seconds (torch).
 FORBIDDEN = (
     "datasets", "torch", "transformers", "math_verify", "lm_eval", "nltk", "sympy", "gradio",
-    "pandas",
+    "pandas", "matplotlib",
 )  # fmt: skip
 # ~0.13 s of CPU: `status` reads the counts stored beside each query part instead.
 ARROW = ("pyarrow", "numpy")
