@@ -195,8 +195,8 @@ def build(
     config = QualityConfig.from_section(
         quality if quality is not None else opened.config.get(QUALITY)
     )
-    if quality is not None:  # validated above, frozen now: a changed one is refused
-        opened = Run.create(opened.path, {QUALITY: quality})
+    if quality is not None and QUALITY in opened.config:  # a changed one is refused at once
+        opened._check_frozen({QUALITY: quality})
     section = opened.config.get(f"teacher:{teacher}") or {}
     threshold = threshold if threshold is not None else section.get("threshold", PASS_THRESHOLD)
 
@@ -210,6 +210,8 @@ def build(
         if not allow_empty:  # before anything is written
             _check_not_empty(store, counts, opened.path, [teacher, *others], threshold)
         check_scored(store.path, [teacher, *others], threshold, config, opened.path)
+        if quality is not None:  # frozen once every check passed
+            opened = Run.create(opened.path, {QUALITY: quality})
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         index = QueryIndex(opened, staging / ".queries.sqlite")
@@ -326,7 +328,7 @@ def _write_rows(
     stats: dict[str, CategoryStats] = {}
     sources: set[str] = set()
     models: Counter[str] = Counter()
-    scorers: Counter[str] = Counter()  # "scorer (backend)" of the released rows' ppl
+    scorers: Counter[tuple[str, str]] = Counter()  # (scorer, backend) of the released ppl
     token_sources: Counter[str] = Counter()
     bar = tqdm(total=total, unit="row", desc=f"build {teacher}", disable=not progress)
     passed = with_queries(passed_in_all(store, [teacher, *others], threshold), index)
@@ -347,9 +349,9 @@ def _write_rows(
             continue
         models[model] += 1
         if score is not None and score.ppl is not None:
-            scorers[f"{score.scorer} ({score.backend})"] += 1
+            scorers[(score.scorer, score.backend)] += 1
         elif ppls[teacher] is not None:
-            scorers["imported"] += 1
+            scorers[("imported", "")] += 1
         tokens = attempt.completion_tokens
         if tokens is not None:
             token_sources["teacher"] += 1
@@ -371,7 +373,10 @@ def _write_rows(
     bar.close()
     order = [c.value for c in Category if c.value in writers]
     model = models.most_common(1)[0][0] if models else None
-    scoring = {"ppl": dict(scorers.most_common()), "tokens": dict(token_sources.most_common())}
+    scoring = {
+        "ppl": [{"scorer": s, "backend": b, "rows": n} for (s, b), n in scorers.most_common()],
+        "tokens": dict(token_sources.most_common()),
+    }
     return {c: stats[c] for c in order}, {c: writers[c] for c in order}, sources, model, scoring
 
 

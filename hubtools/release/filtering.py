@@ -97,12 +97,12 @@ class ReleaseFilters:
                     found.append(Removal("structure", t, detail))
             if t in self.template and (detail := self.template[t].check(query.query_id)):
                 found.append(Removal("template", t, detail))
-            if t in self.ppl:
-                if ppls.get(t) is None:
-                    self.unscored_kept[t] += 1
-                elif detail := self.ppl[t].check(ppls[t]):
-                    found.append(Removal("ppl", t, detail))
-        if found:
+            if t in self.ppl and (detail := self.ppl[t].check(ppls.get(t))):
+                found.append(Removal("ppl", t, detail))
+        if not found:
+            for t in self.ppl:
+                self.unscored_kept[t] += ppls.get(t) is None
+        else:
             category = query.category.value
             self.removed_rows[category] += 1
             for r in found:
@@ -120,7 +120,7 @@ class ReleaseFilters:
             "removed_rows": dict(self.removed_rows),
             "removed_file": removed_file,
             "ppl_thresholds": {t: f.threshold for t, f in self.ppl.items()},
-            "unscored_kept": dict(self.unscored_kept),
+            "unscored_kept": {t: n for t, n in self.unscored_kept.items() if n},
             "template": {
                 t: {
                     "responses": f.responses,
