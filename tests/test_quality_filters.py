@@ -58,7 +58,7 @@ def test_template_filter_finds_planted_boilerplate_recall_1_precision_99(tmp_pat
     assert set(found.flagged.values()) == {300}  # each flagged one shares it with 300
     assert list(tmp_path.iterdir()) == []  # the spill is gone
     # A partition budget far below the spill: the sub-passes count exactly the same.
-    small = count_templates(texts, n=20, max_count=20, workdir=tmp_path, budget_bytes=4096)
+    small = count_templates(texts, n=20, max_count=20, workdir=tmp_path, budget_bytes=65536)
     assert small.flagged == found.flagged
     # At 300 responses sharing it, max_count 300 keeps them all; 299 removes them all.
     assert not count_templates(texts, n=20, max_count=300).flagged

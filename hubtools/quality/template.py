@@ -4,7 +4,7 @@ Every response is cut into tokens (``tokens``: words, single punctuation marks, 
 CJK characters), every token n-gram is hashed to 64 bits, and the hashes are spilled to
 ``PARTITIONS`` files by their top bits together with the response's number. Each
 partition is then counted with ``numpy.unique`` (a partition larger than ``budget_bytes``
-in several passes over its memory map, each taking the hashes of one sub-prefix), so
+after splitting it by the next hash bits into smaller files), so
 memory depends on ``budget_bytes`` and the batch size, never on how many responses there
 are. The spill costs 12 bytes per (response, distinct n-gram) on disk.
 
@@ -155,7 +155,7 @@ def _count(
     for p in range(PARTITIONS):
         path = folder / f"p{p:03d}.bin"
         d, c, frequent = _count_partition(path, max_count, budget_bytes)
-        path.unlink()
+        path.unlink(missing_ok=True)
         docs.append(d)
         tops.append(c)
         result.frequent += frequent
@@ -198,38 +198,47 @@ def _spill(batch, first, n, per_doc, sinks, powers) -> int:  # noqa: ANN001
     return len(pairs)
 
 
-def _count_partition(path: Path, max_count: int, budget_bytes: int):  # noqa: ANN202
-    """``(docs, counts, frequent)``: the flagged (doc, n-gram count) pairs of one partition."""
+def _count_partition(path: Path, max_count: int, budget_bytes: int, used_bits: int = _TOP):  # noqa: ANN202
+    """``(docs, counts, frequent)``: the flagged (doc, n-gram count) pairs of one partition.
+
+    A partition over half the budget is first split by the next 4 hash bits into 16 files
+    (one streaming pass over its memory map), each counted the same way: memory stays
+    within the budget, and every pair is read once per split level, not once per slice.
+    """
     size = path.stat().st_size
-    empty = np.empty(0, np.uint32), np.empty(0, np.int64), 0
     if not size:
-        return empty
-    pairs = np.memmap(path, dtype=_PAIR, mode="r")
-    # Each sub-pass keeps the hashes of one sub-prefix: at most ~budget bytes in memory.
-    bits = max(0, int(np.ceil(np.log2(max(1.0, 2 * size / budget_bytes)))))
-    mask = np.uint64((1 << bits) - 1)
-    shift = np.uint64(64 - _TOP - bits)
-    docs, counts, frequent = [], [], 0
-    for sub in range(1 << bits):
-        parts_h, parts_d = [], []
-        for start in range(0, len(pairs), _CHUNK):
-            chunk = pairs[start : start + _CHUNK]
-            h = chunk["h"]
-            keep = ((h >> shift) & mask) == np.uint64(sub) if bits else slice(None)
-            parts_h.append(np.array(h[keep]))
-            parts_d.append(np.array(chunk["d"][keep]))
-        h = np.concatenate(parts_h)
-        if not len(h):
-            continue
-        unique, inverse, n = np.unique(h, return_inverse=True, return_counts=True)
-        over = n > max_count
-        if over.any():
-            frequent += int(over.sum())
-            hit = over[inverse]
-            docs.append(np.concatenate(parts_d)[hit])
-            counts.append(n[inverse[hit]].astype(np.int64))
-        del unique, inverse, n, h
-    del pairs
-    if not docs:
-        return np.empty(0, np.uint32), np.empty(0, np.int64), frequent
-    return np.concatenate(docs), np.concatenate(counts), frequent
+        return np.empty(0, np.uint32), np.empty(0, np.int64), 0
+    if 2 * size > budget_bytes and used_bits + 4 <= 64:
+        subs = [path.with_name(f"{path.name}.{k:x}") for k in range(16)]
+        pairs = np.memmap(path, dtype=_PAIR, mode="r")
+        shift = np.uint64(64 - used_bits - 4)
+        files = [open(sub, "wb") for sub in subs]  # noqa: SIM115
+        try:
+            for start in range(0, len(pairs), _CHUNK):
+                chunk = np.array(pairs[start : start + _CHUNK])
+                key = ((chunk["h"] >> shift) & np.uint64(15)).astype(np.intp)
+                order = np.argsort(key, kind="stable")
+                bounds = np.concatenate(([0], np.cumsum(np.bincount(key, minlength=16))))
+                chunk = chunk[order]
+                for k in range(16):
+                    chunk[bounds[k] : bounds[k + 1]].tofile(files[k])
+        finally:
+            for file in files:
+                file.close()
+            del pairs
+        path.unlink()
+        docs, counts, frequent = [], [], 0
+        for sub in subs:
+            d, c, f = _count_partition(sub, max_count, budget_bytes, used_bits + 4)
+            sub.unlink(missing_ok=True)
+            docs.append(d)
+            counts.append(c)
+            frequent += f
+        return np.concatenate(docs), np.concatenate(counts), frequent
+    pairs = np.fromfile(path, dtype=_PAIR)
+    unique, inverse, n = np.unique(pairs["h"], return_inverse=True, return_counts=True)
+    over = n > max_count
+    if not over.any():
+        return np.empty(0, np.uint32), np.empty(0, np.int64), 0
+    hit = over[inverse]
+    return pairs["d"][hit], n[inverse[hit]].astype(np.int64), int(over.sum())
