@@ -82,6 +82,24 @@ def test_tokens_split_words_punctuation_and_cjk():
     ]  # fmt: skip
 
 
+def test_template_filter_with_a_transformers_tokenizer(tmp_path):
+    from tiny_models import make_tokenizer
+
+    folder = make_tokenizer(tmp_path / "tok")
+    texts = [
+        (f"q{i}", f"The quick brown fox jumps over the lazy dog. {i} {i * 7}") for i in range(8)
+    ]
+    texts += [(f"u{i}", f"Let me think {i} step {i * 3} by step {i * 11}") for i in range(8)]
+    settings = TemplateSettings(n=10, max_count=5, tokenizer=str(folder))
+    f = TemplateFilter("am", settings).fit(texts, tmp_path)
+    assert set(f.flagged) == {f"q{i}" for i in range(8)}
+    assert QualityConfig.from_section({"template": {"tokenizer": str(folder)}}).template == (
+        TemplateSettings(tokenizer=str(folder))
+    )
+    with pytest.raises(UsageError, match="quality.template.tokenizer .* does not load"):
+        TemplateFilter("am", TemplateSettings(tokenizer=str(tmp_path / "none"))).fit(texts, None)
+
+
 def test_template_filter_reason():
     texts = [(f"q{i}", "a b c d e f " + str(i)) for i in range(5)]
     f = TemplateFilter("am", TemplateSettings(n=6, max_count=3)).fit(texts, None)

@@ -27,12 +27,12 @@ import numpy as np
 
 from hubtools.errors import RunStoreError, UsageError
 from hubtools.plural import plural
-from hubtools.quality.template import count_templates
+from hubtools.quality.template import count_templates, ids_hasher, token_hashes
 
 SECTION = "quality"
 _KEYS = {"structure", "max_ppl", "max_ppl_percentile", "allow_unscored", "template", "teachers"}
 _TEACHER_KEYS = {"max_ppl", "max_ppl_percentile"}
-_TEMPLATE_KEYS = {"n", "max_count", "count"}
+_TEMPLATE_KEYS = {"n", "max_count", "count", "tokenizer"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +62,7 @@ class TemplateSettings:
     n: int = 20
     max_count: int = 20
     count: str = "documents"
+    tokenizer: str = "regex"  # or a transformers tokenizer: a Hub id or a folder
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,7 @@ class QualityConfig:
                 n=_int(template.get("n", 20), "quality.template.n"),
                 max_count=_int(template.get("max_count", 20), "quality.template.max_count"),
                 count=str(template.get("count", "documents")),
+                tokenizer=str(template.get("tokenizer", "regex")),
             )
             if settings.count not in ("documents", "occurrences"):
                 raise UsageError(
@@ -139,7 +141,12 @@ class QualityConfig:
             lines.append(
                 f"template: a response is removed when one of its token {t.n}-grams occurs in "
                 f"more than {t.max_count} {'responses' if t.count == 'documents' else 'places'} "
-                "of the teacher's answers"
+                "of the teacher's answers (tokens: "
+                + (
+                    "words, punctuation marks and CJK characters)"
+                    if t.tokenizer == "regex"
+                    else f"`{t.tokenizer}`'s tokenizer)"
+                )
             )
         for name, limit in [("", self.ppl), *self.teachers.items()]:
             if limit.active:
@@ -303,8 +310,9 @@ class TemplateFilter:
     def fit(self, texts: Iterable[tuple[str, str]], workdir: Path) -> TemplateFilter:
         """Count over every ``(key, text)`` response of the teacher (keys: query ids)."""
         s = self.settings
+        hasher = token_hashes if s.tokenizer == "regex" else ids_hasher(load_tokenizer(s.tokenizer))
         counts = count_templates(
-            texts, n=s.n, max_count=s.max_count, count=s.count, workdir=workdir
+            texts, n=s.n, max_count=s.max_count, count=s.count, workdir=workdir, hasher=hasher
         )
         self.flagged, self.responses, self.frequent = (
             counts.flagged,
@@ -322,6 +330,20 @@ class TemplateFilter:
             f"a token {self.settings.n}-gram of it occurs in {top:,} {where}"
             f" (> {self.settings.max_count})"
         )
+
+
+def load_tokenizer(name: str) -> Any:
+    """A transformers tokenizer for ``template.tokenizer``; one that does not load is a
+    ``UsageError`` (raised before any row is written)."""
+    try:
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(name)
+    except Exception as err:  # OSError, ValueError, ImportError: all say "cannot load"
+        reason = " ".join(str(err).split())[:200]
+        raise UsageError(
+            f"quality.template.tokenizer {name!r} does not load ({type(err).__name__}: {reason})"
+        ) from None
 
 
 def check_scored(store_path: Path, teachers: Sequence[str], pass_threshold: float,

@@ -25,9 +25,10 @@ from __future__ import annotations
 import re
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -107,6 +108,16 @@ class TemplateCounts:
     flagged: dict[str, int] = field(default_factory=dict)
 
 
+def ids_hasher(tokenizer: Any) -> Callable[[str], np.ndarray]:
+    """Token hashes from a transformers tokenizer's ids (the ``tokenizer:`` option)."""
+
+    def hashes(text: str) -> np.ndarray:
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        return _mix(np.asarray(ids, dtype=np.uint64) + np.uint64(1))
+
+    return hashes
+
+
 def count_templates(
     texts: Iterable[tuple[str, str]],
     *,
@@ -114,22 +125,23 @@ def count_templates(
     max_count: int = 20,
     count: str = "documents",
     workdir: Path | str | None = None,
-    budget_bytes: int = 64 * 1024**2,
+    budget_bytes: int = 16 * 1024**2,
+    hasher: Callable[[str], np.ndarray] = token_hashes,
 ) -> TemplateCounts:
     """Keys of the ``(key, text)`` responses holding a token n-gram seen more than ``max_count``
-    times (see the module docstring for what a time is)."""
+    times (see the module docstring for what a time is). ``hasher``: text -> token hashes."""
     if count not in ("documents", "occurrences"):
         raise ValueError(f"count must be 'documents' or 'occurrences', not {count!r}")
     folder = Path(tempfile.mkdtemp(prefix=".template-", dir=workdir))
     try:
-        return _count(texts, n, max_count, count == "documents", folder, budget_bytes)
+        return _count(texts, n, max_count, count == "documents", folder, budget_bytes, hasher)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
 def _count(
     texts: Iterable[tuple[str, str]], n: int, max_count: int, per_doc: bool, folder: Path,
-    budget_bytes: int,
+    budget_bytes: int, hasher: Callable[[str], np.ndarray],
 ) -> TemplateCounts:  # fmt: skip
     result = TemplateCounts()
     sinks = [open(folder / f"p{p:03d}.bin", "wb") for p in range(PARTITIONS)]  # noqa: SIM115
@@ -140,7 +152,7 @@ def _count(
             size = first = 0
             for key, text in texts:
                 keys.write(f"{key}\n")
-                batch.append(token_hashes(text))
+                batch.append(hasher(text))
                 size += len(batch[-1])
                 result.responses += 1
                 if size >= _BATCH_TOKENS:
