@@ -70,18 +70,54 @@ def one(n: int) -> dict:
     }
 
 
+def peer(n: int) -> dict:
+    """The usual in-memory way: a Counter of every response's distinct 20-grams."""
+    from collections import Counter
+
+    from hubtools.quality.template import tokens
+
+    started = time.perf_counter()
+    counts: Counter[int] = Counter()
+    for _, text in responses(n):
+        words = tokens(text)
+        counts.update({hash(tuple(words[i : i + 20])) for i in range(len(words) - 19)})
+    frequent = {h for h, c in counts.items() if c > 20}
+    flagged = 0
+    for _, text in responses(n):
+        words = tokens(text)
+        flagged += any(hash(tuple(words[i : i + 20])) in frequent for i in range(len(words) - 19))
+    return {
+        "responses": n,
+        "method": "peer: collections.Counter in memory",
+        "seconds": round(time.perf_counter() - started, 1),
+        "peak_rss_mb": round(vm_hwm_mb(), 1),
+        "distinct_ngrams": len(counts),
+        "flagged": flagged,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="100000,1000000,2000000")
     parser.add_argument("--one", type=int)
+    parser.add_argument("--peer", type=int, help="run only the peer at this size, print JSON")
     args = parser.parse_args()
     if args.one:
         print(json.dumps(one(args.one)))
+        return
+    if args.peer:
+        print(json.dumps(peer(args.peer)))
         return
     results = []
     for n in (int(s) for s in args.sizes.split(",")):
         out = subprocess.run(
             [sys.executable, __file__, "--one", str(n)], capture_output=True, text=True, check=True
+        )
+        results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        print(results[-1], flush=True)
+    for n in (100_000, 200_000):  # the peer grows with the data: two sizes show the slope
+        out = subprocess.run(
+            [sys.executable, __file__, "--peer", str(n)], capture_output=True, text=True, check=True
         )
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))
         print(results[-1], flush=True)

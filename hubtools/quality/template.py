@@ -3,10 +3,10 @@
 Every response is cut into tokens (``tokens``: words, single punctuation marks, single
 CJK characters), every token n-gram is hashed to 64 bits, and the hashes are spilled to
 ``PARTITIONS`` files by their top bits together with the response's number. Each
-partition is then counted with ``numpy.unique`` (a partition larger than ``budget_bytes``
-after splitting it by the next hash bits into smaller files), so
-memory depends on ``budget_bytes`` and the batch size, never on how many responses there
-are. The spill costs 12 bytes per (response, distinct n-gram) on disk.
+partition is then counted with ``numpy.unique``, one over half of ``budget_bytes`` after
+being split by its next hash bits into smaller files, so memory depends on
+``budget_bytes`` and the batch size, never on how many responses there are. The spill
+costs 12 bytes per (response, distinct n-gram) on disk.
 
 Counting is by documents by default: a response contributes an n-gram once however often
 it repeats it, so "occurs more than 20 times" means "in more than 20 responses" (a
@@ -40,7 +40,7 @@ _PAIR = np.dtype([("h", "<u8"), ("d", "<u4")])
 _BASE = np.uint64(0x9E3779B97F4A7C15)  # odd, so it has an inverse mod 2**64
 _BASE_INV = np.uint64(pow(0x9E3779B97F4A7C15, -1, 2**64))
 _BATCH_TOKENS = 1 << 19
-_CHUNK = 1 << 22  # pairs read at a time from a partition's memory map
+_CHUNK = 1 << 20  # pairs read at a time from a partition being split (12 MB)
 
 
 def tokens(text: str) -> list[str]:
@@ -214,7 +214,7 @@ def _count_partition(path: Path, max_count: int, budget_bytes: int, used_bits: i
     """``(docs, counts, frequent)``: the flagged (doc, n-gram count) pairs of one partition.
 
     A partition over half the budget is first split by the next 4 hash bits into 16 files
-    (one streaming pass over its memory map), each counted the same way: memory stays
+    (one streaming pass, a chunk at a time), each counted the same way: memory stays
     within the budget, and every pair is read once per split level, not once per slice.
     """
     size = path.stat().st_size
@@ -222,22 +222,17 @@ def _count_partition(path: Path, max_count: int, budget_bytes: int, used_bits: i
         return np.empty(0, np.uint32), np.empty(0, np.int64), 0
     if 2 * size > budget_bytes and used_bits + 4 <= 64:
         subs = [path.with_name(f"{path.name}.{k:x}") for k in range(16)]
-        pairs = np.memmap(path, dtype=_PAIR, mode="r")
         shift = np.uint64(64 - used_bits - 4)
         files = [open(sub, "wb") for sub in subs]  # noqa: SIM115
         try:
-            for start in range(0, len(pairs), _CHUNK):
-                chunk = np.array(pairs[start : start + _CHUNK])
-                key = ((chunk["h"] >> shift) & np.uint64(15)).astype(np.intp)
-                order = np.argsort(key, kind="stable")
-                bounds = np.concatenate(([0], np.cumsum(np.bincount(key, minlength=16))))
-                chunk = chunk[order]
-                for k in range(16):
-                    chunk[bounds[k] : bounds[k + 1]].tofile(files[k])
+            # Plain reads of a chunk at a time: a memory map's pages would count in the
+            # process's RSS, up to the whole partition.
+            with open(path, "rb") as source:
+                while len(chunk := np.fromfile(source, dtype=_PAIR, count=_CHUNK)):
+                    _split_chunk(chunk, shift, files)
         finally:
             for file in files:
                 file.close()
-            del pairs
         path.unlink()
         docs, counts, frequent = [], [], 0
         for sub in subs:
@@ -254,3 +249,12 @@ def _count_partition(path: Path, max_count: int, budget_bytes: int, used_bits: i
         return np.empty(0, np.uint32), np.empty(0, np.int64), 0
     hit = over[inverse]
     return pairs["d"][hit], n[inverse[hit]].astype(np.int64), int(over.sum())
+
+
+def _split_chunk(chunk: np.ndarray, shift: np.uint64, files: list) -> None:
+    key = ((chunk["h"] >> shift) & np.uint64(15)).astype(np.intp)
+    order = np.argsort(key, kind="stable")
+    bounds = np.concatenate(([0], np.cumsum(np.bincount(key, minlength=16))))
+    chunk = chunk[order]
+    for k in range(16):
+        chunk[bounds[k] : bounds[k + 1]].tofile(files[k])
