@@ -266,6 +266,7 @@ def test_structure_filter_in_build_counts_and_keeps_removed_rows(tmp_path):
     card = (tmp_path / "both" / "README.md").read_text()
     assert "| structure | t2 | math | 1 |" in card and "| structure | t1 | chat | 2 |" in card
     assert "Rows removed in all: 5 (" in card and "quality/t1-removed.parquet" in card
+    assert "| math | 5 | 5 | 5 | 5 | 100.0% | 3 | 2 |" in card  # the funnel's column
     removed = pq.read_table(run.path / "quality" / "t1-removed.parquet").to_pylist()
     reasons = {r["query_id"]: r["reasons"] for r in removed}
     assert reasons[queries[1].query_id] == "structure (t1): empty think part"
