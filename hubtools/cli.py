@@ -278,6 +278,9 @@ def build(
     allow_empty: bool = typer.Option(
         False, "--allow-empty", help="Build even when no answer passed (else an error)."
     ),
+    quality: Path | None = typer.Option(
+        None, "--quality", help="YAML with the quality: section (README, Quality filters)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
@@ -285,6 +288,9 @@ def build(
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file; give a folder for the release")
     check_writable(out, "--out")
+    from hubtools.quality.filters import read_quality_file
+
+    section = read_quality_file(quality) if quality is not None else None
     from hubtools.release.build import build as run_build
 
     result = run_build(
@@ -293,6 +299,7 @@ def build(
         teacher_license=teacher_license, pretty_name=pretty_name,
         max_shard_bytes=int(max_shard_mb * 1024**2), max_shard_rows=max_shard_rows,
         threshold=threshold, force=force, allow_empty=allow_empty, progress=not quiet,
+        quality=section,
     )  # fmt: skip
     print(json.dumps(result.to_dict(), indent=2) if as_json else result)
 

@@ -166,7 +166,7 @@ def _small_run(path):
     for teacher, pair in scores.items():
         for query, score in zip((a, b), pair or (None, None), strict=True):
             key = {"query_id": query.query_id, "teacher": teacher, "attempt": 0}
-            attempts.append(Attempt(**key, text="\\boxed{1}"))
+            attempts.append(Attempt(**key, text="<think>One.</think>\\boxed{1}"))
             if score is not None:
                 verdicts.append(Verdict(**key, verifier="math-verify", score=score))
     with run.store() as store:

@@ -31,8 +31,11 @@ from tqdm import tqdm
 
 from hubtools.errors import EmptyReleaseError, RunStoreError, UsageError
 from hubtools.plural import plural
+from hubtools.quality.filters import SECTION as QUALITY
+from hubtools.quality.filters import QualityConfig, check_scored
 from hubtools.records import PASS_THRESHOLD, RELEASE_SCHEMA, Category
-from hubtools.release.rows import QueryIndex, passed_in_all, release_row, with_queries
+from hubtools.release.filtering import ReleaseFilters, RemovedWriter, page_scores
+from hubtools.release.rows import QueryIndex, passed_in_all, release_row, row_ppl, with_queries
 from hubtools.release.stats import CategoryStats, Funnel, read_funnel_file, teacher_funnel
 from hubtools.run import AttemptStore, Run, TeacherCounts
 from hubtools.run.lock import sweep
@@ -155,6 +158,7 @@ def build(
     force: bool = False,
     allow_empty: bool = False,
     progress: bool = True,
+    quality: dict[str, Any] | None = None,
 ) -> BuildResult:
     """Write the release folder of ``teacher``'s verified answers in ``run`` to ``out``.
 
@@ -162,6 +166,8 @@ def build(
     every one of them (and ``teacher``) passed are kept. ``threshold`` defaults to the
     teacher's frozen threshold, else the paper's 0.9. A release without rows is an
     ``EmptyReleaseError``, raised before anything is written, unless ``allow_empty``.
+    ``quality`` is a ``quality:`` section to freeze into run.yaml (else the run's own, else
+    the structure filter alone; see ``hubtools.quality.filters``).
     """
     from hubtools.release.card import TEMPLATES, CardOptions, write_card
 
@@ -186,6 +192,11 @@ def build(
                 f"teacher {name!r} has no attempts in {opened.path} "
                 f"(the run's teachers: {', '.join(sorted(known))})"
             )
+    config = QualityConfig.from_section(
+        quality if quality is not None else opened.config.get(QUALITY)
+    )
+    if quality is not None and QUALITY in opened.config:  # a changed one is refused at once
+        opened._check_frozen({QUALITY: quality})
     section = opened.config.get(f"teacher:{teacher}") or {}
     threshold = threshold if threshold is not None else section.get("threshold", PASS_THRESHOLD)
 
@@ -198,22 +209,43 @@ def build(
         counts = store.counts(threshold)
         if not allow_empty:  # before anything is written
             _check_not_empty(store, counts, opened.path, [teacher, *others], threshold)
+        check_scored(store.path, [teacher, *others], threshold, config, opened.path)
+        if quality is not None:  # frozen once every check passed
+            opened = Run.create(opened.path, {QUALITY: quality})
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         index = QueryIndex(opened, staging / ".queries.sqlite")
+        filters = ReleaseFilters(config, store, [teacher, *others], threshold, staging, progress)
+        removed = RemovedWriter(opened.path, teacher) if filters.active else None
         try:
-            stats, writers, sources, model = _write_rows(
+            stats, writers, sources, model, scoring = _write_rows(
                 store, index, teacher=teacher, others=others, threshold=threshold,
                 section=section, staging=staging, max_bytes=max_shard_bytes,
                 max_rows=max_shard_rows, progress=progress, total=counts[teacher].passed,
+                filters=filters, removed=removed,
             )  # fmt: skip
             funnel = _funnel(opened, store.path, index, teacher, others, threshold, stats)
+            removed_path = removed.close() if removed is not None else None
+            removed = None
+            funnel.scoring = scoring
+            funnel.quality = filters.summary(
+                str(removed_path.relative_to(opened.path)) if removed_path else None
+            )
         finally:
             index.close()
+            if removed is not None:
+                removed.abort()
         (staging / ".queries.sqlite").unlink(missing_ok=True)
         files = {name: w.close() for name, w in writers.items()}
         rows = {name: stats[name].rows for name in files}
         rows = {ALL: sum(rows.values()), **rows}
+        dropped = sum(funnel.quality.get("removed_rows", {}).values())
+        if not rows[ALL] and not allow_empty and dropped:
+            raise EmptyReleaseError(
+                f"nothing to release: the quality filters removed all {plural(dropped, 'row')} "
+                f"(see {opened.path / funnel.quality['removed_file']}); pass --allow-empty to "
+                "build it anyway"
+            )
         if not rows[ALL] and not allow_empty:  # passes whose queries the run does not hold
             raise EmptyReleaseError(
                 f"nothing to release: the queries of teacher {teacher!r}'s passed answers are "
@@ -289,20 +321,46 @@ def _write_rows(
     max_rows: int,
     progress: bool,
     total: int,
-) -> tuple[dict[str, CategoryStats], dict[str, _ShardWriter], set[str], str | None]:
-    """Stream the passed rows into per-category shards: (stats, writers, sources, model)."""
+    filters: ReleaseFilters,
+    removed: RemovedWriter | None,
+) -> tuple[dict[str, CategoryStats], dict[str, _ShardWriter], set[str], str | None, dict]:
+    """Stream the passed rows through the quality filters into per-category shards:
+    (stats, writers, sources, model, scoring: where the released ppl and tokens came from)."""
     system = section.get("system_prompt") or ""
     writers: dict[str, _ShardWriter] = {}
     stats: dict[str, CategoryStats] = {}
     sources: set[str] = set()
     models: Counter[str] = Counter()
+    scorers: Counter[tuple[str, str]] = Counter()  # (scorer, backend) of the released ppl
+    token_sources: Counter[str] = Counter()
     bar = tqdm(total=total, unit="row", desc=f"build {teacher}", disable=not progress)
     passed = with_queries(passed_in_all(store, [teacher, *others], threshold), index)
-    for query, by_teacher in passed:
+    for query, by_teacher, scores in _with_scores(store, passed):
         attempt, verdict = by_teacher[teacher]
         model = attempt.model or section.get("model") or teacher
+        score = scores.get((attempt.query_id, teacher, attempt.attempt))
+        ppls = {
+            t: row_ppl(a, scores.get((a.query_id, t, a.attempt)))
+            for t, (a, _) in by_teacher.items()
+        }
+        row = release_row(query, attempt, verdict, system=system, model_name=model, score=score)
+        found = filters.reasons(query, by_teacher, ppls) if filters.active else []
+        bar.update()
+        if found:
+            if removed is not None:
+                removed.add(row, query, attempt, found)
+            continue
         models[model] += 1
-        row = release_row(query, attempt, verdict, system=system, model_name=model)
+        if score is not None and score.ppl is not None:
+            scorers[(score.scorer, score.backend)] += 1
+        elif ppls[teacher] is not None:
+            scorers[("imported", "")] += 1
+        tokens = attempt.completion_tokens
+        if tokens is not None:
+            token_sources["teacher"] += 1
+        elif score is not None and score.total_tokens is not None:
+            tokens = score.total_tokens
+            token_sources[score.token_source] += 1
         category = query.category.value
         if len(sources) < MAX_SOURCES:
             sources.add(query.source)
@@ -314,12 +372,29 @@ def _write_rows(
         final = row["conversations"][-1]
         size = sum(len(t["value"]) for t in row["conversations"]) + len(row["system"])
         writer.add(row, 2 * size)  # think/answer_content repeat the final turn's text
-        stats[category].add(attempt.completion_tokens, len(final["value"]), final["info"]["ppl"])
-        bar.update()
+        stats[category].add(tokens, len(final["value"]), final["info"]["ppl"])
     bar.close()
     order = [c.value for c in Category if c.value in writers]
     model = models.most_common(1)[0][0] if models else None
-    return {c: stats[c] for c in order}, {c: writers[c] for c in order}, sources, model
+    scoring = {
+        "ppl": [{"scorer": s, "backend": b, "rows": n} for (s, b), n in scorers.most_common()],
+        "tokens": dict(token_sources.most_common()),
+    }
+    return {c: stats[c] for c in order}, {c: writers[c] for c in order}, sources, model, scoring
+
+
+def _with_scores(store: AttemptStore, passed):  # noqa: ANN001, ANN202
+    """``(query, by_teacher, scores)``: each page's stored scores looked up in one query."""
+    page: list = []
+    for item in passed:
+        page.append(item)
+        if len(page) >= 500:
+            scores = page_scores(store, page)
+            yield from ((q, by, scores) for q, by in page)
+            page = []
+    if page:
+        scores = page_scores(store, page)
+        yield from ((q, by, scores) for q, by in page)
 
 
 def _funnel(

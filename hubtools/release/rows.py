@@ -17,7 +17,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from hubtools.reasoning import assistant_value, split_reasoning
-from hubtools.records import Attempt, Query, ReleaseRow, Turn, TurnInfo, Verdict
+from hubtools.records import Attempt, Query, ReleaseRow, ResponseScore, Turn, TurnInfo, Verdict
 from hubtools.run import AttemptStore, Run
 
 _PAGE = 1000
@@ -140,13 +140,23 @@ def think_and_answer(attempt: Attempt) -> tuple[str | None, str | None]:
     return split.think, split.answer
 
 
+def row_ppl(attempt: Attempt, score: ResponseScore | None) -> float | None:
+    """The perplexity a row carries: the stored score (``hubtools score``, whose scorer the
+    card names) wins over a ``ppl`` imported with the answer (scorer unknown)."""
+    if score is not None and score.ppl is not None:
+        return score.ppl
+    ppl = attempt.params.get("ppl") if isinstance(attempt.params, dict) else None
+    return float(ppl) if isinstance(ppl, int | float) and not isinstance(ppl, bool) else None
+
+
 def release_row(
-    query: Query, attempt: Attempt, verdict: Verdict, *, system: str, model_name: str
-) -> dict[str, Any]:
+    query: Query, attempt: Attempt, verdict: Verdict, *, system: str, model_name: str,
+    score: ResponseScore | None = None,
+) -> dict[str, Any]:  # fmt: skip
     """One AM-compatible row: the query's turns, then the teacher's answer as the last turn.
 
     The query's own system turn wins over the teacher's system prompt: it is part of the
-    conversation the teacher answered.
+    conversation the teacher answered. ``info.ppl`` is ``row_ppl``.
     """
     turns = query.messages
     if turns and turns[0]["role"] == "system":
@@ -154,14 +164,13 @@ def release_row(
     info = TurnInfo.for_query(query)
     conversation = [Turn(_ROLE[t["role"]], t["content"], info) for t in turns]
     think, answer = think_and_answer(attempt)
-    ppl = attempt.params.get("ppl") if isinstance(attempt.params, dict) else None
     final = TurnInfo.for_query(
         query,
         think_content=think,
         answer_content=answer,
         verify_score=verdict.score,
         model_name=model_name,
-        ppl=float(ppl) if isinstance(ppl, int | float) else None,
+        ppl=row_ppl(attempt, score),
     )
     conversation.append(Turn("assistant", assistant_value(think, answer), final))
     return ReleaseRow(system, conversation).to_dict()

@@ -81,6 +81,8 @@ class Funnel:
     passed: dict[str, int] = field(default_factory=dict)
     kept: dict[str, int] = field(default_factory=dict)  # rows released (after --parallel)
     verifiers: dict[str, dict[str, int]] = field(default_factory=dict)
+    quality: dict[str, Any] = field(default_factory=dict)  # ReleaseFilters.summary()
+    scoring: dict[str, Any] = field(default_factory=dict)  # where ppl and token counts came from
 
     def pass_rate(self, category: str) -> float | None:
         attempted = self.attempted.get(category, 0)
