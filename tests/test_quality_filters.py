@@ -7,6 +7,7 @@ the removed-rows file are read back.
 
 from __future__ import annotations
 
+import json
 import random
 import subprocess
 import sys
@@ -355,3 +356,13 @@ def test_cli_quality_file_errors_are_one_line(tmp_path):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert Run.open(run.path).config["quality"] == {"max_ppl": 50, "allow_unscored": True}
+
+
+def test_parallel_figures_describe_the_released_rows_not_the_removed(tmp_path):
+    bad = {("t1", 1): ("", "The answer is 2.", "stop"), ("t2", 4): ("Thinking", None, "length")}
+    everything = {(t, i): 2.0 + i for t in ("t1", "t2") for i in range(11)}  # token counts too
+    run, _ = _run(tmp_path / "run", 10, bad=bad, scores=everything)
+    result = build(run.path, teacher="t1", parallel=["t2"], out=tmp_path / "r", progress=False)
+    assert result.rows["all"] == 10 - 2  # and the multi-turn query
+    stats = json.loads((tmp_path / "r" / "assets" / "stats.json").read_text())
+    assert stats["instances"] == result.rows["all"]

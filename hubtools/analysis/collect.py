@@ -244,8 +244,11 @@ def collect_run(
     threshold: float,
     tokenizer: TokenCounter | None,
     bar: Any,
+    *,
+    exclude: frozenset[str] = frozenset(),
 ) -> Collected:
-    """The numbers of the first passing attempt of each teacher, over the common queries."""
+    """The numbers of the first passing attempt of each teacher, over the common queries
+    (but the ``exclude``d ones)."""
     collected = Collected(list(teachers), {"run": run_path.name, "threshold": threshold})
     categories = _Categories(run_path)
     conn = sqlite3.connect(f"file:{store_path}?mode=ro", uri=True)
@@ -253,6 +256,9 @@ def collect_run(
         streams = [_passed(conn, t, threshold) for t in teachers]
         page: list[list[tuple]] = []
         for rows in _merge_join(streams):
+            if rows[0][0] in exclude:
+                bar.update(len(teachers))
+                continue
             page.append(rows)
             if len(page) >= _PAGE:
                 _add_page(collected, conn, page, categories, tokenizer)

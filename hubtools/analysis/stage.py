@@ -57,12 +57,14 @@ def analyze_run(
     *,
     threshold: float | None = None,
     tokenizer: str | None = None,
+    exclude: frozenset[str] = frozenset(),
     progress: bool = True,
 ) -> AnalyzeResult:
     """Figures and numbers of ``teachers`` in ``run``, over the queries every one passed.
 
     ``threshold`` defaults to the first teacher's frozen threshold, else 0.9, as ``build
-    --teacher T1 --parallel T1,T2,...`` keeps them.
+    --teacher T1 --parallel T1,T2,...`` keeps them. ``exclude``: query ids left out (a
+    parallel build's figures describe the rows it released, after its quality filters).
     """
     from tqdm import tqdm
 
@@ -108,7 +110,9 @@ def analyze_run(
     bar = tqdm(total=common * len(teachers), unit="response", desc="analyze",
                disable=not progress)  # fmt: skip
     try:
-        collected = collect_run(opened.path, store_path, teachers, threshold, counter, bar)
+        collected = collect_run(
+            opened.path, store_path, teachers, threshold, counter, bar, exclude=exclude
+        )
     finally:
         bar.close()
     return _finish(collected, out, started)

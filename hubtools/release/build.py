@@ -259,7 +259,8 @@ def build(
             model=model,
         )
         compared = list(parallel) if parallel and teacher in parallel else [teacher, *others]
-        figures = _teacher_figures(opened, compared, threshold, staging, progress)
+        excluded = _removed_query_ids(opened.path, funnel.quality.get("removed_file"))
+        figures = _teacher_figures(opened, compared, threshold, staging, excluded, progress)
         write_card(
             staging, opened, teacher, others, files, stats, funnel, threshold, options, sources,
             figures=figures,
@@ -422,9 +423,18 @@ def _funnel(
     )
 
 
+def _removed_query_ids(run_path: Path, removed_file: str | None) -> frozenset[str]:
+    """The queries this build's quality filters removed (its figures leave them out)."""
+    if not removed_file:
+        return frozenset()
+    table = pq.read_table(run_path / removed_file, columns=["query_id"])
+    return frozenset(table["query_id"].to_pylist())
+
+
 def _teacher_figures(
-    run: Run, teachers: list[str], threshold: float, staging: Path, progress: bool
-) -> dict[str, Any] | None:
+    run: Run, teachers: list[str], threshold: float, staging: Path,
+    excluded: frozenset[str], progress: bool,
+) -> dict[str, Any] | None:  # fmt: skip
     """A parallel release's teacher comparison (``hubtools analyze``) written to ``assets/``.
 
     Returns what the card shows: the report's markdown with links to ``assets/``, or why
@@ -440,7 +450,9 @@ def _teacher_figures(
 
     assets = staging / "assets"
     try:
-        analyze_run(run.path, teachers, assets, threshold=threshold, progress=progress)
+        analyze_run(
+            run.path, teachers, assets, threshold=threshold, exclude=excluded, progress=progress
+        )
     except MissingTokenCounts as err:  # the card says how to get the figures
         return {"report": None, "missing": str(err)}
     except EmptyReleaseError:  # --allow-empty: nothing in common, nothing to draw
