@@ -33,8 +33,8 @@ def open_backend(config: ScoreConfig) -> tuple[ScoringBackend, Any]:
         cls = getattr(module, REMOTE[config.backend])
     except (ImportError, AttributeError):
         raise UsageError(
-            f"backend {config.backend} is not available in this hubtools build; use --backend "
-            "local"
+            f"backend {config.backend} is not available in this hubtools build "
+            "(use --backend local)"
         ) from None
     api_key = None
     if config.api_key_env:
@@ -56,9 +56,8 @@ def load_tokenizer(config: ScoreConfig) -> Any:
 
     logging.set_verbosity_error()
     name = config.tokenizer_name
-    extra = {"gguf_file": config.gguf_file} if config.gguf_file and not config.tokenizer else {}
     try:
-        return AutoTokenizer.from_pretrained(name, **extra)
+        return AutoTokenizer.from_pretrained(name)
     except Exception as err:  # OSError (not found, offline), ValueError (no tokenizer files)
         reason = " ".join(str(err).split())[:300]
         raise UsageError(f"cannot load the tokenizer {name}: {reason}") from None
