@@ -116,6 +116,9 @@ class ScoreConfig:
             if self.endpoint is not None:
                 raise UsageError(f"{source}: the local backend takes no endpoint")
             _check_local_path(self.model, "model", source)
+            folder = Path(self.model).expanduser()
+            if self.gguf_file and folder.is_dir() and not (folder / self.gguf_file).is_file():
+                raise UsageError(f"{source}: gguf_file {self.gguf_file} is not in {self.model}")
             if self.tokenizer is not None:
                 _check_local_path(self.tokenizer, "tokenizer", source)
         else:

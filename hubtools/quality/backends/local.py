@@ -14,7 +14,6 @@ the stage's event loop stays free.
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 
 from hubtools.errors import UsageError
@@ -138,8 +137,6 @@ def _load(model: str, gguf_file: str | None, dtype: Any, device: Any) -> tuple[A
     logging.set_verbosity_error()  # GGUF dequantisation and config notes are not errors
     logging.disable_progress_bar()  # the stage shows one bar: scoring's
     where = f"{model} (gguf_file {gguf_file})" if gguf_file else model
-    if gguf_file and Path(model).is_dir() and not (Path(model) / gguf_file).is_file():
-        raise UsageError(f"gguf_file {gguf_file} is not in the model folder {model}")
     extra = {"gguf_file": gguf_file} if gguf_file else {}
     try:
         tokenizer = AutoTokenizer.from_pretrained(model, **extra)
