@@ -14,6 +14,7 @@ the stage's event loop stays free.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 from typing import Any
 
 from hubtools.errors import UsageError
@@ -140,6 +141,8 @@ def _load(model: str, gguf_file: str | None, dtype: Any, device: Any) -> tuple[A
     extra = {"gguf_file": gguf_file} if gguf_file else {}
     try:
         tokenizer = AutoTokenizer.from_pretrained(model, **extra)
+        if device.type == "cuda" and importlib.util.find_spec("accelerate") is not None:
+            extra["device_map"] = str(device)  # straight to the GPU: no CPU copy of a 32B model
         net = AutoModelForCausalLM.from_pretrained(model, dtype=dtype, **extra)
     except Exception as err:  # OSError (not found, offline), ValueError (not a causal LM)
         reason = " ".join(str(err).split())[:300]
