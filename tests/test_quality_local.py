@@ -90,6 +90,16 @@ def test_pack_respects_the_budget_and_keeps_every_index():
         assert len(b) == 1 or len(b) * max(lengths[i] for i in b) <= 120
 
 
+def test_pack_wastes_little_on_padding():
+    """Response lengths spread like real ones (log-normal): padding stays under 15%."""
+    rng = random.Random(0)
+    lengths = [int(rng.lognormvariate(5.5, 0.6)) + 20 for _ in range(150)]
+    batches = pack(lengths, 8192)
+    padded = sum(len(b) * max(lengths[i] for i in b) for b in batches)
+    assert (padded - sum(lengths)) / sum(lengths) < 0.15
+    assert len(batches) < len(lengths) / 4  # and still batches, not one pass per sequence
+
+
 def _pair(messages, think="Two and two.", answer="4", completion_tokens=None):
     query = Query.from_prompt(messages, category="math", source="t")
     attempt = Attempt(query_id=query.query_id, teacher="t", attempt=0, think=think,

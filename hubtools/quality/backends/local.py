@@ -104,17 +104,28 @@ class LocalBackend:
         return logits
 
 
-def pack(lengths: list[int], budget: int) -> list[list[int]]:
+def pack(lengths: list[int], budget: int, slack: float = 0.1) -> list[list[int]]:
     """Indices in batches by ascending length, each ``count x longest <= budget`` (a longer
-    sequence goes alone): padding only ever fills up to a near neighbour's length."""
+    sequence goes alone). A batch already holding a quarter of the budget is also closed
+    when the next sequence would make more than ``slack`` of it padding: a few more
+    forward passes cost less than computing on padding (CPU time is per padded token)."""
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
     batches: list[list[int]] = []
     current: list[int] = []
+    real = 0
     for i in order:
-        if current and (len(current) + 1) * lengths[i] > budget:
+        n, longest = len(current) + 1, lengths[i]
+        if current and (
+            n * longest > budget
+            or (
+                n * longest - real - longest > slack * n * longest
+                and len(current) * lengths[current[-1]] >= budget // 4
+            )
+        ):
             batches.append(current)
-            current = []
+            current, real = [], 0
         current.append(i)
+        real += longest
     if current:
         batches.append(current)
     return batches
