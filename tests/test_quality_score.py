@@ -203,8 +203,12 @@ def test_unknown_teacher_and_unloadable_model_write_nothing(tiny, tmp_path):
     run = make_run(tmp_path, 5)
     with pytest.raises(UsageError, match="the run's teachers: t1"):
         score(run, teacher="nobody", model=str(tiny), progress=False)
-    with pytest.raises(UsageError, match="cannot load the scoring model"):
+    with pytest.raises(UsageError, match="not a transformers model folder"):
         score(run, model=str(tmp_path), progress=False)  # a folder, but no model in it
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "config.json").write_text("{}")
+    with pytest.raises(UsageError, match="cannot load the scoring model"):
+        score(run, model=str(tmp_path / "broken"), progress=False)
     assert "score" not in Run.open(run).config and not score_rows(run)
 
 

@@ -57,9 +57,7 @@ class ScoreConfig:
         return asdict(self)
 
     @classmethod
-    def resolve(
-        cls, section: Any, overrides: dict[str, Any], source: str = "run.yaml score"
-    ) -> ScoreConfig:
+    def resolve(cls, section: Any, overrides: dict[str, Any], source: str = "score") -> ScoreConfig:
         """run.yaml's section (may be None) with the command line's ``overrides`` on top.
 
         A frozen key given on the command line must equal the frozen one: a run has one
@@ -119,6 +117,13 @@ class ScoreConfig:
             folder = Path(self.model).expanduser()
             if self.gguf_file and folder.is_dir() and not (folder / self.gguf_file).is_file():
                 raise UsageError(f"{source}: gguf_file {self.gguf_file} is not in {self.model}")
+            if not self.gguf_file and folder.is_dir() and not (folder / "config.json").is_file():
+                ggufs = sorted(p.name for p in folder.glob("*.gguf"))
+                hint = f"; give --gguf-file ({', '.join(ggufs[:3])})" if ggufs else ""
+                raise UsageError(
+                    f"{source}: {self.model} is not a transformers model folder (no config.json)"
+                    + hint
+                )
             if self.tokenizer is not None:
                 _check_local_path(self.tokenizer, "tokenizer", source)
         else:

@@ -143,11 +143,13 @@ def _decoder(net: Any) -> Any:
 
 def _load(model: str, gguf_file: str | None, dtype: Any, device: Any) -> tuple[Any, Any]:
     """Model and tokenizer, or one UsageError line saying why not (before any scoring)."""
+    from huggingface_hub.utils import logging as hub_logging
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging
 
     logging.set_verbosity_error()  # GGUF dequantisation and config notes are not errors
     logging.disable_progress_bar()  # the stage shows one bar: scoring's
+    hub_logging.set_verbosity_error()  # offline retries: the one error line says it
     where = f"{model} (gguf_file {gguf_file})" if gguf_file else model
     extra = {"gguf_file": gguf_file} if gguf_file else {}
     try:
