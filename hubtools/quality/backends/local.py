@@ -2,8 +2,11 @@
 
 Memory is what makes this fast or impossible, so: ``torch.inference_mode``; bfloat16 on
 CUDA (float32 on CPU, where bf16 matmuls are slow); sequences sorted by length and
-packed into batches of at most ``max_batch_tokens`` padded tokens (right padding with an
-attention mask, so padding costs compute but never changes a real token's output); and
+packed into batches of at most ``max_batch_tokens`` padded tokens, padded on the right
+(so padding costs compute but never changes a real token's output: a causal model's
+token attends only to the real tokens before it, and the padding's outputs are never
+read; hence no attention mask either, which lets SDPA take its causal fast path, flash
+attention on CUDA, instead of materialising a batch x length x length mask); and
 no full-vocabulary logits: the decoder's hidden states are taken, only the positions
 that predict a response token are kept, and the LM head runs over them ``chunk``
 positions at a time with a logsumexp per chunk. Peak extra memory is ``chunk x vocab``
@@ -67,11 +70,9 @@ class LocalBackend:
         seqs = [r.prompt_ids + r.response_ids for r in requests]
         width = max(len(s) for s in seqs)
         ids = torch.full((len(seqs), width), self._pad, dtype=torch.long)
-        mask = torch.zeros((len(seqs), width), dtype=torch.long)
         rows, cols = [], []
         for b, (r, s) in enumerate(zip(requests, seqs, strict=True)):
             ids[b, : len(s)] = torch.tensor(s)
-            mask[b, : len(s)] = 1
             start = len(r.prompt_ids) - 1  # position p-1 predicts the first response token
             cols.extend(range(start, start + len(r.response_ids)))
             rows.extend([b] * len(r.response_ids))
@@ -79,8 +80,8 @@ class LocalBackend:
         if not rows:
             return nll.tolist()
         with torch.inference_mode():
-            ids, mask = ids.to(self.device), mask.to(self.device)
-            hidden = _decoder(self._net)(input_ids=ids, attention_mask=mask).last_hidden_state
+            ids = ids.to(self.device)
+            hidden = _decoder(self._net)(input_ids=ids).last_hidden_state  # causal: see above
             rows_t = torch.tensor(rows, device=self.device)
             cols_t = torch.tensor(cols, device=self.device)
             picked = hidden[rows_t, cols_t]  # only the positions that predict response tokens
