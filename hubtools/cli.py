@@ -476,6 +476,52 @@ def verify(
     print(json.dumps(result.to_dict(), indent=2) if as_json else result)
 
 
+@app.command("score")
+def score(
+    run: Path = typer.Argument(..., help="Run directory whose responses to score."),
+    backend: str | None = typer.Option(None, "--backend", help="local, tgi, vllm or sglang."),
+    model: str | None = typer.Option(
+        None, "--model", help="Hub id or folder (local), or the served model name."
+    ),
+    gguf_file: str | None = typer.Option(None, "--gguf-file", help="GGUF file in --model."),
+    tokenizer: str | None = typer.Option(
+        None, "--tokenizer", help="Renders and counts tokens (default: the model's)."
+    ),
+    endpoint: str | None = typer.Option(None, "--endpoint", help="Server URL (remote backends)."),
+    api_key_env: str | None = typer.Option(None, "--api-key-env", help="Variable with its key."),
+    all_attempts: bool = typer.Option(
+        False, "--all", help="Score every answer, not only passed ones (frozen)."
+    ),
+    threshold: float | None = typer.Option(None, "--threshold", min=0, max=1, help="Pass score."),
+    max_batch_tokens: int | None = typer.Option(
+        None, "--max-batch-tokens", min=1, help="Padded tokens per forward pass (local)."
+    ),
+    max_concurrency: int | None = typer.Option(
+        None, "--max-concurrency", min=1, help="Requests in flight (remote)."
+    ),
+    device: str | None = typer.Option(None, "--device", help="auto, cpu or cuda (local)."),
+    dtype: str | None = typer.Option(None, "--dtype", help="auto, bfloat16, float16, float32."),
+    force: bool = typer.Option(False, "--force", help="Score again, replacing each score."),
+    shard: str = typer.Option("0/1", "--shard", help="i/N: the shard of a sharded run to score."),
+    teacher: str | None = typer.Option(None, "--teacher", help="Only this teacher's attempts."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable summary."),
+    wait: bool = WaitOption,
+) -> None:
+    """Perplexity and token counts of a run's responses under a scoring model (see README)."""
+    index, count = parse_shard(shard)
+    from hubtools.quality.stage import score as run_score
+
+    result = run_score(
+        run, shard=(index, count), teacher=teacher, force=force, wait=wait, progress=not quiet,
+        backend=backend, model=model, gguf_file=gguf_file, tokenizer=tokenizer,
+        endpoint=endpoint, api_key_env=api_key_env, passed_only=False if all_attempts else None,
+        threshold=threshold, max_batch_tokens=max_batch_tokens,
+        max_concurrency=max_concurrency, device=device, dtype=dtype,
+    )  # fmt: skip
+    print(json.dumps(result.to_dict(), indent=2) if as_json else result)
+
+
 def main() -> None:
     """Run the CLI: every user mistake is one `error:` line and a documented exit code."""
     try:
