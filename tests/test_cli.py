@@ -122,7 +122,8 @@ def _release(tmp_path: Path) -> Path:
     outputs.write_text(
         '{"prompt": "What is 1 + 1?", "category": "math", "reference": "2", '
         '"output": "<think>1 + 1 = 2.</think>The answer is $\\\\boxed{2}$."}\n'
-        '{"prompt": "Say hi.", "category": "chat", "score": 1.0, "output": "Hi!"}\n'
+        '{"prompt": "Say hi.", "category": "chat", "score": 1.0, '
+        '"output": "<think>Greet.</think>Hi!"}\n'
     )
     run, release = tmp_path / "run", tmp_path / "release"
     for args in (["import", str(outputs), "--run", str(run), "--teacher", "t1"],
