@@ -2,9 +2,10 @@
 
 The four teachers of ../shared/data/teachers/misguided_attention answered the same 52
 prompts three times each; the rubric score is the verdict. Token counts and perplexity
-are stored as ResponseScore rows (what `hubtools score` writes), counted here with a tiny
-tokenizer and a deterministic stand-in perplexity, and every number in stats.json is
-checked against the same attempts (and the published rows) computed directly.
+come from a real `hubtools score` with a tiny model (the whole user path, last test), or
+are stored here as ResponseScore rows with a tiny tokenizer and a deterministic stand-in
+perplexity; every number in stats.json is checked against the same attempts (and the
+published rows) computed directly.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from conftest import shared_path
 from datasets import load_dataset
@@ -260,3 +262,61 @@ def test_bins_and_boxes_follow_the_paper_and_matplotlib():
         assert ours[key] == pytest.approx(theirs[their])
     assert ours["outliers"] == len(theirs["fliers"]) > 0
     assert box(np.array([])) is None
+
+
+def test_real_traces_import_score_analyze_build(tmp_path):
+    """The whole path on the real traces, as a user runs it: `import` each teacher, `score`
+    (the traces carry no token counts: the scorer's tokenizer counts them), `analyze`, and
+    a parallel `build` whose card shows the figures; the numbers equal the stored scores."""
+    from tiny_models import make_model
+
+    folder = shared_path("data", "teachers", "misguided_attention")
+    run, texts = tmp_path / "run", []
+    for model in TEACHERS:
+        path = _jsonl(folder, model, tmp_path / f"{model}.jsonl")
+        texts += [line for line in path.read_text().splitlines()]
+        done = _hubtools("import", str(path), "--run", str(run), "--teacher", model, "--quiet")
+        assert done.returncode == 0, done.stderr
+    # A tiny random model whose tokenizer is trained on the traces (few tokens per word).
+    scorer = make_model(tmp_path / "scorer", vocab_size=4096, corpus=texts)
+    done = _hubtools("score", str(run), "--model", str(scorer), "--json", "--quiet")
+    assert done.returncode == 0, done.stderr
+    passed = _passed(run)
+    with Run.open(run).store() as store:  # every passing attempt, not only the first
+        assert json.loads(done.stdout)["scored"] == store.count_unscored(scored=True) > 0
+
+    out = tmp_path / "analysis"
+    done = _hubtools("analyze", str(run), "--teachers", ",".join(TEACHERS), "--out", str(out),
+                     "--quiet")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    stats = json.loads((out / "stats.json").read_text())
+    common = sorted(set.intersection(*(set(p) for p in passed.values())))
+    with Run.open(run).store() as store:
+        scores = store.scores_for([(q, t, passed[t][q].attempt) for t in TEACHERS for q in common])
+    expected = {}
+    for t in TEACHERS:
+        rows = [scores[(q, t, passed[t][q].attempt)] for q in common]
+        assert {s.token_source for s in rows} == {f"tokenizer:{scorer}"}
+        expected[t] = ([s.total_tokens for s in rows], [s.ppl for s in rows])
+    _check_numbers(stats, expected)
+    assert stats["figures"]["fig5_ppl_box"]["scored"] is True
+
+    release = tmp_path / "release"
+    done = _hubtools("build", str(run), "--teacher", TEACHERS[0], "--parallel",
+                     ",".join(TEACHERS), "--out", str(release), "--quiet")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    card = (release / "README.md").read_text()
+    for name in FIGURES:
+        _check_png(release / "assets" / name)
+        assert f"](assets/{name})" in card
+    assert "## Teacher comparison" in card
+    published = json.loads((release / "assets" / "stats.json").read_text())
+    released = [
+        row["conversations"][-1]["info"]["ppl"]
+        for part in sorted((release / "data").glob("*/*.parquet"))
+        for row in pq.read_table(part).to_pylist()
+    ]  # the released rows carry the scores' ppl: the card's figures describe them
+    assert published["instances"] == len(released)
+    teacher = published["all"]["teachers"][TEACHERS[0]]
+    assert teacher["ppl"]["median"] == pytest.approx(float(np.median(released)))
+    assert teacher["ppl"]["mean"] == pytest.approx(float(np.mean(released)))

@@ -24,7 +24,8 @@ CORPUS = [
 ] * 20
 
 
-def make_tokenizer(path: Path, vocab_size: int = 512) -> Path:
+def make_tokenizer(path: Path, vocab_size: int = 512, corpus: list[str] | None = None) -> Path:
+    """A byte-level BPE with the chat template; ``corpus`` (default: a few lines) trains it."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -33,7 +34,7 @@ def make_tokenizer(path: Path, vocab_size: int = 512) -> Path:
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())  # fmt: skip
-    tok.train_from_iterator(CORPUS, trainer)
+    tok.train_from_iterator(corpus or CORPUS, trainer)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
         bos_token=None, unk_token=None,
@@ -43,12 +44,14 @@ def make_tokenizer(path: Path, vocab_size: int = 512) -> Path:
     return Path(path)
 
 
-def make_model(path: Path, seed: int = 0) -> Path:
+def make_model(
+    path: Path, seed: int = 0, vocab_size: int = 512, corpus: list[str] | None = None
+) -> Path:
     """A random two-layer Qwen2 with the tiny tokenizer, saved as a local checkpoint."""
     import torch
     from transformers import AutoTokenizer, GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 
-    make_tokenizer(path)
+    make_tokenizer(path, vocab_size, corpus)
     tokenizer = AutoTokenizer.from_pretrained(path)
     torch.manual_seed(seed)
     config = Qwen2Config(
