@@ -224,7 +224,7 @@ def test_next_run_of_a_stage_removes_what_a_killed_one_left(tmp_path):
         assert leftovers(run, run / "queries") == []
         assert leftovers(tmp_path) == [f".run.{live.pid}.tmp"]
 
-        answers = [{"prompt": "Q1?", "output": "A", "score": 1.0}]
+        answers = [{"prompt": "Q1?", "output": "<think>T</think>A", "score": 1.0}]
         import_outputs(write_jsonl(tmp_path / "a.jsonl", answers), run=run, teacher="t",
                        progress=False)  # fmt: skip
         for pid in (dead, live.pid):

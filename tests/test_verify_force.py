@@ -66,11 +66,14 @@ def _attempt_keys(run: Path) -> set[tuple[str, str, int]]:
 def _imported(tmp_path: Path, math: int = 2) -> Path:
     """The issue's reproduction: a run made by `hubtools import` from a file with scores."""
     lines = [
-        {"prompt": "Is the trolley problem solvable?", "output": "No: ...", "score": 1.0},
-        {"prompt": "Explain entropy simply.", "category": "chat", "output": "Disorder.",
+        {"prompt": "Is the trolley problem solvable?", "output": "<think>Try it.</think>No: ...",
+         "score": 1.0},
+        {"prompt": "Explain entropy simply.", "category": "chat",
+         "output": "<think>Say it.</think>Disorder.",
          "score": 0.95, "verifier": "rubric-v2"},
         {"prompt": "Name a noble gas.", "category": "science", "reference": "a gas of group 18",
-         "output": "Neon", "score": 0.3},
+         "output": "<think>Noble.</think>Neon",
+         "score": 0.3},
     ] + [
         {"prompt": f"What is {i} + 1?", "category": "math", "reference": str(i + 1),
          "output": f"<think>add</think>$\\boxed{{{i + 1}}}$"}
