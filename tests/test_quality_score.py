@@ -256,15 +256,3 @@ def test_an_attempt_without_think_or_answer_is_split_from_its_text():
 
     a = Attempt(query_id="0" * 32, teacher="t", attempt=0, text="<think>a</think>b")
     assert think_and_answer(a) == ("a", "b")
-
-
-@pytest.mark.parametrize("backend", ["tgi", "vllm", "sglang"])
-def test_a_remote_backend_not_in_this_build_is_one_usage_error(backend, tmp_path):
-    if importlib.util.find_spec(f"hubtools.quality.backends.{backend}") is not None:
-        pytest.skip(f"the {backend} backend is in this build (its own tests cover it)")
-    run = Run.create(tmp_path / "run")
-    with run.store() as store:
-        store.add_attempts([Attempt(query_id="0" * 32, teacher="t", attempt=0, text="x")])
-    with pytest.raises(UsageError, match=f"backend {backend} is not available"):
-        score(run.path, backend=backend, model="m", endpoint="http://127.0.0.1:9")
-    assert "score" not in Run.open(run.path).config

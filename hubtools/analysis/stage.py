@@ -75,7 +75,6 @@ def analyze_run(
         missing_counts_error,
     )
     from hubtools.run import Run
-    from hubtools.run.store import stored_teachers
 
     started, out = time.monotonic(), Path(out)
     teachers = _check_teachers(teachers)
@@ -83,13 +82,7 @@ def analyze_run(
     opened = Run.open(run)
     if not opened.shard_count():
         raise RunStoreError(f"{opened.path} has no attempts yet; run generate or import first")
-    known = stored_teachers(opened.shard_paths())
-    for name in teachers:
-        if name not in known:
-            raise UsageError(
-                f"teacher {name!r} has no attempts in {opened.path} "
-                f"(the run's teachers: {', '.join(sorted(known))})"
-            )
+    opened.check_teachers(teachers)
     if threshold is None:
         section = opened.config.get(f"teacher:{teachers[0]}") or {}
         threshold = section.get("threshold", PASS_THRESHOLD)

@@ -21,14 +21,12 @@ from typing import Any
 
 from tqdm import tqdm
 
-from hubtools.errors import UsageError
 from hubtools.plural import plural
 from hubtools.quality.backends.base import ScoringBackend
 from hubtools.quality.config import ScoreConfig
 from hubtools.quality.render import Renderer
 from hubtools.records import Attempt, Query, ResponseScore
 from hubtools.run import AttemptStore, Run
-from hubtools.run.store import stored_teachers
 
 BATCH = 256  # attempts per commit: the work a kill -9 can lose
 PROBE = [{"role": "user", "content": "What is 2 + 2?"}]
@@ -99,21 +97,12 @@ def score(
     None meaning unset) override run.yaml for this call, and freeze it if it has none."""
     opened = Run.open(run)
     config = ScoreConfig.resolve(opened.config.get("score"), settings)
-    _check_teacher(opened, teacher)
+    opened.check_teachers([teacher] if teacher else [])
     if opened.shard_count() is None:
         return ScoreResult()  # nothing stored yet (and no shard layout to check)
     with opened.shard_lock(shard, "score", wait=wait), opened.store(shard) as store:
         return asyncio.run(_score_run(opened, store, shard, teacher, force, config, progress,
                                       batch))  # fmt: skip
-
-
-def _check_teacher(run: Run, teacher: str | None) -> None:
-    if teacher is None:
-        return
-    known = stored_teachers(run.shard_paths())
-    if teacher not in known:
-        has = f"the run's teachers: {', '.join(sorted(known))}" if known else "no attempts yet"
-        raise UsageError(f"teacher {teacher!r} has no attempts in {run.path} ({has})")
 
 
 async def _score_run(

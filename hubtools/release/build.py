@@ -39,7 +39,6 @@ from hubtools.release.rows import QueryIndex, passed_in_all, release_row, row_pp
 from hubtools.release.stats import CategoryStats, Funnel, read_funnel_file, teacher_funnel
 from hubtools.run import AttemptStore, Run, TeacherCounts
 from hubtools.run.lock import sweep
-from hubtools.run.store import stored_teachers
 
 DEFAULT_MAX_SHARD_BYTES = 256 * 1024**2
 ROW_GROUP_ROWS = 1000
@@ -185,13 +184,7 @@ def build(
         raise UsageError(f"{out} exists and is not empty; pick a new --out or pass --force")
     if not opened.shard_count():
         raise RunStoreError(f"{opened.path} has no attempts yet; run generate or import first")
-    known = stored_teachers(opened.shard_paths())
-    for name in [teacher, *others]:
-        if name not in known:
-            raise UsageError(
-                f"teacher {name!r} has no attempts in {opened.path} "
-                f"(the run's teachers: {', '.join(sorted(known))})"
-            )
+    opened.check_teachers([teacher, *others])
     config = QualityConfig.from_section(
         quality if quality is not None else opened.config.get(QUALITY)
     )

@@ -28,7 +28,7 @@ from hubtools.run._files import (
     shard_of,
 )
 from hubtools.run.lock import LOCKS_DIR, Lock, sweep, sweep_beside
-from hubtools.run.store import AttemptStore
+from hubtools.run.store import AttemptStore, stored_teachers
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -311,6 +311,22 @@ class Run:
                 "(a run keeps the split its first attempts were stored with)"
             )
         return AttemptStore(self.path / "db" / f"shard-{i:05d}-of-{n:05d}.sqlite", shard=shard)
+
+    def check_teachers(self, names: Iterable[str]) -> None:
+        """Each name must have attempts in some shard: a typo is refused with the run's own
+        teachers listed, before a stage does any work (verify, score, build, analyze)."""
+        names = list(names)
+        if not names:
+            return
+        known = stored_teachers(self.shard_paths())
+        for name in names:
+            if name not in known:
+                has = (
+                    f"the run's teachers: {', '.join(sorted(known))}"
+                    if known
+                    else "no attempts yet"
+                )
+                raise UsageError(f"teacher {name!r} has no attempts in {self.path} ({has})")
 
     def shard_paths(self) -> list[Path]:
         return sorted((self.path / "db").glob("shard-*-of-*.sqlite"))

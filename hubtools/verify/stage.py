@@ -39,7 +39,6 @@ from hubtools.recordfile import query_from_record
 from hubtools.records import PASS_THRESHOLD, Attempt, Category, Query
 from hubtools.run import RUN_FILE, AttemptStore, Run
 from hubtools.run.lock import sweep_beside
-from hubtools.run.store import stored_teachers
 from hubtools.verify.base import Score, VerifyConfig
 from hubtools.verify.pool import VerifyPool
 
@@ -146,7 +145,7 @@ def verify(
             "a run verifies with the verify: section of its run.yaml; config= is for --input"
         )
     opened = Run.open(run)
-    _check_teacher(opened, teacher)
+    opened.check_teachers([teacher] if teacher else [])
     if "verify" not in opened.config:  # freeze the defaults, as the first stage to use them
         opened = Run.create(opened.path, {"verify": {}})
     config = VerifyConfig.from_dict(opened.config["verify"])
@@ -155,16 +154,6 @@ def verify(
 
 
 # -- run mode ------------------------------------------------------------------------------
-
-
-def _check_teacher(run: Run, teacher: str | None) -> None:
-    """A ``--teacher`` must have attempts in some shard of the run."""
-    if teacher is None:
-        return
-    known = stored_teachers(run.shard_paths())
-    if teacher not in known:
-        has = f"the run's teachers: {', '.join(sorted(known))}" if known else "no attempts yet"
-        raise UsageError(f"teacher {teacher!r} has no attempts in {run.path} ({has})")
 
 
 def _needs_judge(query: Query) -> bool:
