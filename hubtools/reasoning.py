@@ -53,3 +53,12 @@ def assistant_value(think: str | None, answer: str | None) -> str:
     perplexity of this same text.
     """
     return f"<think>\n{think or ''}\n</think>\n<answer>\n{answer or ''}\n</answer>"
+
+
+def think_and_answer(attempt) -> tuple[str | None, str | None]:  # noqa: ANN001 (an Attempt)
+    """An attempt's parts as a release row shows them: its stored think/answer, else its
+    text split by the rule above (imported answers may carry only the text)."""
+    if attempt.think is not None or attempt.answer is not None:
+        return attempt.think, attempt.answer
+    split = split_reasoning(attempt.text)
+    return split.think, split.answer

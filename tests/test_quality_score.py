@@ -252,7 +252,7 @@ def test_smollm2_natural_answer_beats_its_words_shuffled(tmp_path):
 
 def test_an_attempt_without_think_or_answer_is_split_from_its_text():
     """As a release row does: score measures the text the row will carry."""
-    from hubtools.quality.render import think_and_answer
+    from hubtools.reasoning import think_and_answer
 
     a = Attempt(query_id="0" * 32, teacher="t", attempt=0, text="<think>a</think>b")
     assert think_and_answer(a) == ("a", "b")

@@ -71,14 +71,19 @@ def wait_until(predicate, proc, timeout=60.0):
         time.sleep(0.02)
 
 
+def teachers_config(tmp_path, url: str):
+    config = tmp_path / "teachers.yaml"
+    config.write_text(
+        f"teachers:\n  - {{name: t, endpoint: '{url}', model: m, max_concurrency: 2}}\n"
+    )
+    return config
+
+
 def test_second_generate_refuses_at_once_and_a_waiting_one_sends_nothing(tmp_path):
     run, queries = make_run(tmp_path)
     requested: list[tuple[str, int]] = []
     with counting_server(queries, requested) as server:
-        config = tmp_path / "teachers.yaml"
-        config.write_text(
-            f"teachers:\n  - {{name: t, endpoint: '{server.url}', model: m, max_concurrency: 2}}\n"
-        )
+        config = teachers_config(tmp_path, server.url)
         first = subprocess.Popen(generate_cmd(run, config), stderr=subprocess.PIPE)
         wait_until(lambda: (holder_of(run) or {}).get("pid") == first.pid and requested, first)
 
@@ -114,10 +119,7 @@ def test_a_killed_holder_releases_the_shard(tmp_path):
     run, queries = make_run(tmp_path)
     requested: list[tuple[str, int]] = []
     with counting_server(queries, requested) as server:
-        config = tmp_path / "teachers.yaml"
-        config.write_text(
-            f"teachers:\n  - {{name: t, endpoint: '{server.url}', model: m, max_concurrency: 2}}\n"
-        )
+        config = teachers_config(tmp_path, server.url)
         first = subprocess.Popen(generate_cmd(run, config), stderr=subprocess.PIPE)
         wait_until(lambda: len(requested) >= 4, first)
         first.send_signal(signal.SIGKILL)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hubtools.quality.backends.base import ScoreRequest, ScoringError
-from hubtools.reasoning import assistant_value, split_reasoning
+from hubtools.reasoning import assistant_value, think_and_answer
 from hubtools.records import Attempt, Query
 
 
@@ -28,14 +28,6 @@ class Rendered:
     answer_tokens: int
     total_tokens: int
     token_source: str
-
-
-def think_and_answer(attempt: Attempt) -> tuple[str | None, str | None]:
-    """The parts a release row shows (the same rule as ``hubtools.release.rows``)."""
-    if attempt.think is not None or attempt.answer is not None:
-        return attempt.think, attempt.answer
-    split = split_reasoning(attempt.text)
-    return split.think, split.answer
 
 
 class Renderer:

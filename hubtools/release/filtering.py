@@ -28,8 +28,8 @@ from hubtools.quality.filters import (
     StructureFilter,
     TemplateFilter,
 )
+from hubtools.reasoning import think_and_answer
 from hubtools.records import RELEASE_SCHEMA, Attempt, Query, ResponseScore, Verdict
-from hubtools.release.rows import think_and_answer
 from hubtools.run import AttemptStore
 from hubtools.run.lock import sweep
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from hubtools.reasoning import assistant_value, split_reasoning
+from hubtools.reasoning import assistant_value, think_and_answer
 from hubtools.records import Attempt, Query, ReleaseRow, ResponseScore, Turn, TurnInfo, Verdict
 from hubtools.run import AttemptStore, Run
 
@@ -131,13 +131,6 @@ def _attach(page: list[tuple[str, Passed]], index: QueryIndex) -> Iterator[tuple
     for qid, passed in page:
         if qid in queries:
             yield queries[qid], passed
-
-
-def think_and_answer(attempt: Attempt) -> tuple[str | None, str | None]:
-    if attempt.think is not None or attempt.answer is not None:
-        return attempt.think, attempt.answer
-    split = split_reasoning(attempt.text)
-    return split.think, split.answer
 
 
 def row_ppl(attempt: Attempt, score: ResponseScore | None) -> float | None:
