@@ -1,7 +1,7 @@
 """A ScoreConfig as a backend and the tokenizer that renders for it.
 
 Remote backends are imported only when asked for, so the local path (and ``--help``)
-never pays for an HTTP client it does not use, and a build without them says so.
+never pays for an HTTP client it does not use.
 """
 
 from __future__ import annotations
@@ -28,14 +28,8 @@ def open_backend(config: ScoreConfig) -> tuple[ScoringBackend, Any]:
         )  # fmt: skip
         tokenizer = backend.tokenizer if config.tokenizer is None else load_tokenizer(config)
         return backend, tokenizer
-    try:
-        module = importlib.import_module(f"hubtools.quality.backends.{config.backend}")
-        cls = getattr(module, REMOTE[config.backend])
-    except (ImportError, AttributeError):
-        raise UsageError(
-            f"backend {config.backend} is not available in this hubtools build "
-            "(use --backend local)"
-        ) from None
+    module = importlib.import_module(f"hubtools.quality.backends.{config.backend}")
+    cls = getattr(module, REMOTE[config.backend])
     api_key = None
     if config.api_key_env:
         api_key = os.environ.get(config.api_key_env)
