@@ -227,3 +227,24 @@ def test_ray_executor_refuses_a_busy_shard_before_starting(tmp_path):
     assert done.returncode == 1, done.stderr[-2000:]
     assert done.stderr.startswith(f"error: shard 1/3 of {run.path} is being written by generate")
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_score_refuses_a_busy_shard_before_loading_its_model(tmp_path):
+    pytest.importorskip("transformers")
+    from hubtools.quality.stage import score
+    from tests.tiny_models import make_model
+
+    run, _ = make_run(tmp_path, n=3)
+    answers = tmp_path / "answers.jsonl"
+    answers.write_text(json.dumps({"prompt": "Hi?", "output": "<think>t</think>Hello",
+                                   "score": 1}) + "\n")  # fmt: skip
+    import_outputs(answers, run=run.path, teacher="ext", progress=False)
+    model = make_model(tmp_path / "tiny")
+    holder = hold_in_subprocess(run, stage="score")
+    try:
+        with pytest.raises(RunBusyError, match=rf"being written by score \(pid {holder.pid} "):
+            score(run.path, model=str(model), progress=False)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert score(run.path, model=str(model), progress=False).scored == 1
