@@ -264,6 +264,7 @@ def test_bins_and_boxes_follow_the_paper_and_matplotlib():
     assert box(np.array([])) is None
 
 
+@pytest.mark.slow
 def test_real_traces_import_score_analyze_build(tmp_path):
     """The whole path on the real traces, as a user runs it: `import` each teacher, `score`
     (the traces carry no token counts: the scorer's tokenizer counts them), `analyze`, and

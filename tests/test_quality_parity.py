@@ -22,6 +22,7 @@ def tiny(tmp_path_factory):
     return make_model(tmp_path_factory.mktemp("tiny") / "tiny-qwen2")
 
 
+@pytest.mark.slow
 def test_every_backend_gives_the_local_perplexity(tiny, tmp_path):
     base = make_run(tmp_path, 24)
     local = tmp_path / "local"

