@@ -351,11 +351,16 @@ def build_app(data) -> gr.Blocks:
     return demo
 
 
+def serve(data, *, host: str | None = None, port: int | None = None) -> None:
+    """Launch the app over ``data`` (host/port default to GRADIO_SERVER_NAME/PORT)."""
+    build_app(data).queue(default_concurrency_limit=4).launch(
+        server_name=host, server_port=port, theme=THEME, css=CSS, show_error=True
+    )
+
+
 def main() -> None:
     specs, endpoint = config()
-    data = reader.SpaceData(specs, endpoint=endpoint)
-    demo = build_app(data)
-    demo.queue(default_concurrency_limit=4).launch(theme=THEME, css=CSS, show_error=True)
+    serve(reader.SpaceData(specs, endpoint=endpoint))
 
 
 if __name__ == "__main__":

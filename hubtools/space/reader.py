@@ -216,6 +216,9 @@ class SpaceData:
             status = getattr(err.response, "status_code", None)
             what = f"revision {revision!r} not found" if status == 404 else str(err)
             raise SpaceDataError(f"dataset {repo}: {what}") from None
+        except Exception as err:  # noqa: BLE001 (an unreachable Hub): one line, no traceback
+            reason = " ".join(str(err).split())[:200]
+            raise SpaceDataError(f"dataset {repo}: {type(err).__name__}: {reason}") from None
         release = Release(repo=repo, revision=revision, sha=info.sha or revision)
         names = [s.rfilename for s in info.siblings or []]
         release.assets = sorted(n[len("assets/") :] for n in names if n.startswith("assets/"))
