@@ -141,11 +141,11 @@ def deploy(
 
     api = HfApi(endpoint=endpoint, token=token or os.environ.get("HF_TOKEN") or None)
     check_datasets(api, specs)
-    try:
-        import gradio
+    from importlib.metadata import PackageNotFoundError, version
 
-        sdk_version = gradio.__version__
-    except ImportError:
+    try:  # the Gradio the app was tested with here (read without importing it)
+        sdk_version = version("gradio")
+    except PackageNotFoundError:
         sdk_version = None
     config = {"datasets": specs}
     if endpoint and not _is_hf(endpoint):
