@@ -53,6 +53,7 @@ import threading
 import time
 import unicodedata
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,7 @@ INDEX_VERSION = 1
 SNIPPET = 300
 _SPEC = re.compile(r"^(?P<repo>[\w.-]+/[\w.-]+)(?:@(?P<revision>[^@\s]+))?$")
 _ROLE = {"human": "user", "user": "user", "assistant": "assistant", "gpt": "assistant"}
+_MIDDLE = "\n</think>\n<answer>\n"
 _TEACHER = re.compile(r"\(teacher `([^`]+)`\)")
 _SECTIONS = ("Teacher and sampling", "How it was made", "Quality filters", "Verification",
              "Statistics")  # fmt: skip
@@ -114,6 +116,14 @@ def derived_query_id(turns: Sequence[tuple[str, str]]) -> str:
     payload = [[_ROLE.get(r, r), normalize_text(v or "")] for r, v in turns]
     text = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
     return hashlib.blake2b(text, digest_size=16).hexdigest()
+
+
+def _key(query_id: str) -> bytes | str:
+    """A query id as the index build keeps it in memory: 16 bytes for a hex id, not 32 chars."""
+    try:
+        return bytes.fromhex(query_id)
+    except ValueError:
+        return query_id
 
 
 def default_cache_dir() -> Path:
@@ -266,21 +276,29 @@ class SpaceData:
             CREATE TABLE files (rel INTEGER, file INTEGER, path TEXT);"""
         )
         db.execute("BEGIN")
-        qids: dict[str, int] = {}
-        for rel, release in enumerate(self.releases):
-            started, rows = time.monotonic(), 0
-            for file, name in enumerate(release.files):
-                db.execute("INSERT INTO files VALUES (?, ?, ?)", (rel, file, name))
-                parquet = self._parquet(release, name)
-                has_id = "query_id" in parquet.schema_arrow.names
-                columns = _INDEX_COLUMNS + (["query_id"] if has_id else [])
-                for rg in range(parquet.metadata.num_row_groups):
-                    table = parquet.read_row_group(rg, columns=columns)
-                    rows += self._index_group(db, qids, rel, file, rg, table, has_id)
-            self._log(
-                f"index: {release.spec} ({release.label}): {rows:,} rows in "
-                f"{time.monotonic() - started:.1f} s"
-            )
+        qids: dict[bytes | str, int] = {}
+        with ThreadPoolExecutor(1) as reader:  # the next row group downloads meanwhile
+            for rel, release in enumerate(self.releases):
+                started, rows, told = time.monotonic(), 0, 0
+                for file, name in enumerate(release.files):
+                    db.execute("INSERT INTO files VALUES (?, ?, ?)", (rel, file, name))
+                    parquet = self._parquet(release, name)
+                    has_id = "query_id" in parquet.schema_arrow.names
+                    columns = _INDEX_COLUMNS + (["query_id"] if has_id else [])
+                    groups = parquet.metadata.num_row_groups
+                    ahead = reader.submit(parquet.read_row_group, 0, columns=columns)
+                    for rg in range(groups):
+                        table = ahead.result()
+                        if rg + 1 < groups:
+                            ahead = reader.submit(parquet.read_row_group, rg + 1, columns=columns)
+                        rows += self._index_group(db, qids, rel, file, rg, table, has_id)
+                        if rows - told >= 100_000:
+                            told = rows
+                            self._log(f"index: {release.spec}: {rows:,} rows so far")
+                self._log(
+                    f"index: {release.spec} ({release.label}): {rows:,} rows in "
+                    f"{time.monotonic() - started:.1f} s"
+                )
         db.execute("COMMIT")
         db.executescript(
             "CREATE INDEX queries_category ON queries (category, qid);"
@@ -290,7 +308,7 @@ class SpaceData:
         os.replace(tmp, self.index_path)
 
     def _index_group(
-        self, db: sqlite3.Connection, qids: dict[str, int], rel: int, file: int, rg: int,
+        self, db: sqlite3.Connection, qids: dict, rel: int, file: int, rg: int,
         table: pa.Table, has_id: bool,
     ) -> int:  # fmt: skip
         conv = table.column("conversations").combine_chunks()
@@ -301,19 +319,19 @@ class SpaceData:
         values = turns.field("value")
         info = turns.field("info")
         final = values.take(last)
-        think_end = pc.find_substring(final, "\n</think>").to_numpy(zero_copy_only=False)
-        answer_at = pc.find_substring(final, "<answer>\n").to_numpy(zero_copy_only=False)
-        closed = pc.find_substring(final, "</answer>").to_numpy(zero_copy_only=False)
+        # The AM value is "<think>\n{think}\n</think>\n<answer>\n{answer}\n</answer>": one
+        # scan for the middle marker gives both lengths (three scans cost 3x the time).
+        middle = pc.find_substring(final, _MIDDLE).to_numpy(zero_copy_only=False)
+        closed = pc.ends_with(final, "\n</answer>").to_numpy(zero_copy_only=False)
         total = pc.binary_length(final).to_numpy(zero_copy_only=False)
         score = info.field("verify_score").take(last).to_pylist()
         ppl = info.field("ppl").take(last).to_pylist()
         category = info.field("category").take(last).to_pylist()
         source = info.field("source").take(last).to_pylist()
-        froms = turns.field("from").to_pylist()
-        texts = values.to_pylist() if not has_id else None
+        froms = texts = None
         firsts = values.take(pa.array(starts)).to_pylist()
         ids = table.column("query_id").to_pylist() if has_id else None
-        out = []
+        out, new_queries, new_prompts = [], [], []
         for i in range(len(conv)):
             s, e = int(starts[i]), int(ends[i])
             if e - s < 2:
@@ -321,25 +339,25 @@ class SpaceData:
             qid = ids[i] if ids is not None else None
             if not qid:
                 if texts is None:
-                    texts = values.to_pylist()
+                    froms, texts = turns.field("from").to_pylist(), values.to_pylist()
                 qid = derived_query_id(list(zip(froms[s : e - 1], texts[s : e - 1], strict=True)))
-            key = qids.get(qid)
+            seen = _key(qid)
+            key = qids.get(seen)
             if key is None:
-                key = qids[qid] = len(qids) + 1
+                key = qids[seen] = len(qids) + 1
                 prompt = firsts[i] or ""
-                db.execute(
-                    "INSERT INTO queries VALUES (?, ?, ?, ?, ?)",
-                    (key, qid, category[i], source[i], prompt[:SNIPPET]),
-                )
-                db.execute("INSERT INTO prompts (rowid, text) VALUES (?, ?)", (key, prompt))
-            think = max(int(think_end[i]) - len("<think>\n"), 0) if think_end[i] >= 0 else 0
-            if answer_at[i] >= 0:
-                body = int(total[i]) - int(answer_at[i]) - len("<answer>\n")
-                answer = max(body - (len("\n</answer>") if closed[i] >= 0 else 0), 0)
-            else:
-                answer = 0
-            truncated = int(closed[i] < 0 or answer == 0)
+                new_queries.append((key, qid, category[i], source[i], prompt[:SNIPPET]))
+                new_prompts.append((key, prompt))
+            if middle[i] >= 0:
+                think = max(int(middle[i]) - len("<think>\n"), 0)
+                tail = len("\n</answer>") if closed[i] else 0
+                answer = max(int(total[i]) - int(middle[i]) - len(_MIDDLE) - tail, 0)
+            else:  # not in the AM shape: the whole value is the answer
+                think, answer = 0, int(total[i])
+            truncated = int(not closed[i] or answer == 0)
             out.append((key, rel, score[i], ppl[i], think, answer, truncated, file, rg, i))
+        db.executemany("INSERT INTO queries VALUES (?, ?, ?, ?, ?)", new_queries)
+        db.executemany("INSERT INTO prompts (rowid, text) VALUES (?, ?)", new_prompts)
         db.executemany("INSERT OR IGNORE INTO rows VALUES (?,?,?,?,?,?,?,?,?,?)", out)
         return len(out)
 
