@@ -187,6 +187,20 @@ def _token_table(data, category: str | None) -> str:
     )
 
 
+def _pass_table(data) -> str:
+    """Pass rate per teacher and category, from each release card's funnel."""
+    rates = {o["label"]: o["pass_rates"] for o in data.overview()}
+    categories = sorted({c for r in rates.values() for c in r})
+    if not categories:
+        return "Pass rates: not recorded in these releases' cards."
+    lines = ["| teacher | " + " | ".join(categories) + " |",
+             "|---|" + "---|" * len(categories)]  # fmt: skip
+    for label, mine in rates.items():
+        cells = [("n/a" if mine.get(c) is None else f"{100 * mine[c]:.1f}%") for c in categories]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "Pass rate (queries passed / answered, from the cards):\n\n" + "\n".join(lines)
+
+
 def build_app(data) -> gr.Blocks:
     """The Blocks of the Space over a ``reader.SpaceData``."""
     labels = data.labels
@@ -240,6 +254,7 @@ def build_app(data) -> gr.Blocks:
             with gr.Tab("Distributions", id="dist"):
                 dcat = gr.Dropdown([ANY, *facets["categories"]], value=ANY, label="Category")
                 tokens = gr.Markdown()
+                gr.Markdown(_pass_table(data))
                 plot = gr.Image(label="per teacher", type="pil", interactive=False)
                 if figures:
                     gr.Markdown("The figures `hubtools analyze` drew for the releases:")

@@ -10,7 +10,8 @@ Public API (stable; the Space app and bench/space.py use only this)::
                      endpoint=None, token=None, cache_dir=None, log=print)
     data.labels                      # one label per release (its teacher), in order
     data.releases                    # [Release(repo, revision, sha, label, readme, stats, ...)]
-    data.overview()                  # per release: rows per config, card sections (Markdown)
+    data.overview()                  # per release: rows per config, card sections (Markdown),
+                                     #   pass_rates {category: share of answered passed}
     data.facets()                    # {"categories": [...], "sources": [...], "rows": N}
     data.page(text="", category=None, source=None, release=None, score=(lo, hi),
               chars=(lo, hi), ppl=(lo, hi), page=0, page_size=20)
@@ -19,7 +20,8 @@ Public API (stable; the Space app and bench/space.py use only this)::
                                      #    answer_chars, truncated} | None}}])
     data.query(query_id)             # every release's full row of that query (or None)
     data.distributions(category)     # {label: {"score", "ppl", "think_chars",
-                                     #           "answer_chars": numpy arrays}}
+                                     #           "answer_chars": numpy arrays}}, sampled
+                                     #   evenly to DIST_SAMPLE rows per release
     data.asset(label, "fig4_tokens_box.png")  # local path of a file under assets/, or None
 
 How it scales: start-up reads each release's README.md (card data, funnel and
@@ -66,6 +68,7 @@ import pyarrow.parquet as pq
 
 INDEX_VERSION = 1
 SNIPPET = 300
+DIST_SAMPLE = 200_000  # rows per release the Distributions tab draws at most
 _SPEC = re.compile(r"^(?P<repo>[\w.-]+/[\w.-]+)(?:@(?P<revision>[^@\s]+))?$")
 _ROLE = {"human": "user", "user": "user", "assistant": "assistant", "gpt": "assistant"}
 _MIDDLE = "\n</think>\n<answer>\n"
@@ -385,6 +388,7 @@ class SpaceData:
                 "spec": r.spec, "label": r.label, "teacher": r.teacher, "sha": r.sha,
                 "pretty_name": r.card.get("pretty_name") or r.repo, "rows": rows,
                 "sections": _sections(r.readme), "figures": r.stats is not None,
+                "pass_rates": _pass_rates(r.readme),
             })  # fmt: skip
         return out
 
@@ -521,28 +525,34 @@ class SpaceData:
         }  # fmt: skip
 
     def distributions(self, category: str | None = None) -> dict[str, dict[str, np.ndarray]]:
-        """Per release label: numpy arrays of score, ppl (scored rows), think/answer chars."""
+        """Per release label: numpy arrays of score, ppl (scored rows), think/answer chars.
+
+        A release of more than ``DIST_SAMPLE`` rows is sampled evenly (every k-th query):
+        enough for histograms and boxes, and flat in memory at millions of rows.
+        """
         if category in self._dist:
             return self._dist[category]
-        sql = "SELECT r.rel, r.score, r.ppl, r.think_chars, r.answer_chars FROM rows r"
-        args: list[Any] = []
-        if category:
-            sql += " JOIN queries q ON q.qid = r.qid WHERE q.category = ?"
-            args.append(category)
-        with self._lock:
-            data = np.array(
-                [(rel, s if s is not None else np.nan, p if p is not None else np.nan, t, a)
-                 for rel, s, p, t, a in self.db.execute(sql, args)],
-                dtype=np.float64,
-            ).reshape(-1, 5)  # fmt: skip
         out = {}
         for rel, label in enumerate(self.labels):
-            mine = data[data[:, 0] == rel]
+            join = " JOIN queries q ON q.qid = r.qid AND q.category = ?" if category else ""
+            args: list[Any] = [category] if category else []
+            with self._lock:
+                (n,) = self.db.execute(
+                    f"SELECT COUNT(*) FROM rows r{join} WHERE r.rel = ?", [*args, rel]
+                ).fetchone()
+                step = max(1, -(-n // DIST_SAMPLE))
+                cursor = self.db.execute(
+                    "SELECT IFNULL(r.score, -1), IFNULL(r.ppl, -1), r.think_chars, "
+                    f"r.answer_chars FROM rows r{join} WHERE r.rel = ? AND r.qid % ? = 0",
+                    [*args, rel, step],
+                )
+                flat = np.fromiter((v for row in cursor for v in row), dtype=np.float64)
+            data = flat.reshape(-1, 4)
             out[label] = {
-                "score": mine[:, 1][~np.isnan(mine[:, 1])],
-                "ppl": mine[:, 2][~np.isnan(mine[:, 2])],
-                "think_chars": mine[:, 3],
-                "answer_chars": mine[:, 4],
+                "score": data[:, 0][data[:, 0] >= 0],
+                "ppl": data[:, 1][data[:, 1] >= 0],
+                "think_chars": data[:, 2],
+                "answer_chars": data[:, 3],
             }
         self._dist[category] = out
         return out
@@ -599,6 +609,28 @@ def _sections(readme: str) -> dict[str, str]:
         if title.strip() in _SECTIONS:
             found[title.strip()] = body.strip()
     return found
+
+
+def _pass_rates(readme: str) -> dict[str, float | None]:
+    """Per category, the share of answered queries the teacher passed (the card's funnel)."""
+    rates: dict[str, float | None] = {}
+    header = None
+    for line in readme.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if "category" in cells and "pass rate" in cells:
+            header = cells
+            continue
+        if header is None or not line.startswith("|"):
+            header = None if header is not None and not line.strip() else header
+            continue
+        if len(cells) != len(header) or set(cells[0]) <= {"-", ":"}:
+            continue
+        value = cells[header.index("pass rate")].rstrip("%").replace(",", "")
+        try:
+            rates[cells[0]] = float(value) / 100
+        except ValueError:
+            rates[cells[0]] = None
+    return rates
 
 
 def _json(text: str | None) -> Any:
