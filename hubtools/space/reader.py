@@ -9,6 +9,7 @@ Public API (stable; the Space app and bench/space.py use only this)::
     data = SpaceData(["acme/ds-r1@v1.0.0", "acme/ds-qwq@v1.0.0"],
                      endpoint=None, token=None, cache_dir=None, log=print)
     data.labels                      # one label per release (its teacher), in order
+    data.index_path, data.startup_seconds  # the cached index file; time the constructor took
     data.releases                    # [Release(repo, revision, sha, label, readme, stats, ...)]
     data.overview()                  # per release: rows per config, card sections (Markdown),
                                      #   pass_rates {category: share of answered passed}
