@@ -130,6 +130,16 @@ def _key(query_id: str) -> bytes | str:
         return query_id
 
 
+def _alive(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def default_cache_dir() -> Path:
     """``$HUBTOOLS_SPACE_CACHE``, else a Space's persistent ``/data``, else ~/.cache."""
     if os.environ.get("HUBTOOLS_SPACE_CACHE"):
@@ -266,6 +276,11 @@ class SpaceData:
     # -- the index --------------------------------------------------------------------
 
     def _build_index(self) -> None:
+        """Into a temporary file renamed at the end: a killed build leaves no half index
+        (its file is removed by the next start) and is simply rebuilt."""
+        for stale in self.cache_dir.glob(f".{self.index_path.name}.*"):
+            if not _alive(stale.suffix.lstrip(".")):
+                stale.unlink(missing_ok=True)
         tmp = self.index_path.with_name(f".{self.index_path.name}.{os.getpid()}")
         tmp.unlink(missing_ok=True)
         db = sqlite3.connect(tmp, isolation_level=None)
