@@ -64,8 +64,20 @@ def _num(value, digits: int = 2) -> str:
 
 
 def _overview_markdown(data) -> str:
-    parts = []
-    for item in data.overview():
+    items = data.overview()
+    configs = [c for c in dict.fromkeys(c for i in items for c in i["rows"]) if c != "all"]
+    head = "| teacher | release | rows | " + " | ".join(f"{c} rows (pass rate)" for c in configs)
+    parts = [head + " |", "|---|---|---|" + "---|" * len(configs)]
+    for item in items:
+        cells = []
+        for c in configs:
+            rate = item["pass_rates"].get(c)
+            shown = "" if rate is None else f" ({100 * rate:.1f}%)"
+            cells.append(f"{item['rows'].get(c, 0):,}{shown}")
+        parts.append(f"| **{item['label']}** | `{item['spec']}` | {item['rows'].get('all', 0):,} | "
+                     + " | ".join(cells) + " |")  # fmt: skip
+    parts.append("")
+    for item in items:
         rows = " · ".join(f"{name} {n:,}" for name, n in item["rows"].items())
         parts.append(
             f"## {item['label']}\n\n`{item['spec']}` (commit `{item['sha'][:12]}`) — "
