@@ -88,7 +88,10 @@ def test_browser_side_by_side(app):
         page.get_by_role("tab", name="Distributions").click()
         page.get_by_text("per teacher").first.wait_for()
         page.get_by_text("Response tokens (think + answer)").wait_for()  # analyze's stats.json
-        assert page.locator("img").count() >= 3  # our plot and the published figures
+        # Our plot and the figures the releases published, loaded (from 127.0.0.1).
+        page.wait_for_function(
+            "() => [...document.images].filter(i => i.complete && i.naturalWidth > 0).length >= 3"
+        )
         page.screenshot(path=str(shots / "distributions.png"), full_page=True)
         page.get_by_role("tab", name="Overview").click()
         page.get_by_text("How it was made").first.wait_for()
