@@ -358,17 +358,28 @@ class Turn(_Record):
 
 @dataclass(slots=True)
 class ReleaseRow(_Record):
-    """A row of a released dataset, AM-compatible: ``system`` plus the conversation."""
+    """A row of a released dataset, AM-compatible: ``system`` plus the conversation.
+
+    ``query_id`` (an extra top-level column) is the query's id, equal across the parallel
+    datasets of one run: the key the Space joins them on. Releases made before it existed
+    have no such column (the Space derives a key from the prompt turns then).
+    """
 
     system: str
     conversations: list[Turn]
+    query_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"system": self.system, "conversations": [t.to_dict() for t in self.conversations]}
+        return {
+            "system": self.system,
+            "conversations": [t.to_dict() for t in self.conversations],
+            "query_id": self.query_id,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ReleaseRow:
-        return cls(data["system"], [Turn.from_dict(t) for t in data["conversations"]])
+        turns = [Turn.from_dict(t) for t in data["conversations"]]
+        return cls(data["system"], turns, data.get("query_id"))
 
 
 _INFO_TYPES = {"verify_score": "float64", "ppl": "float64"}
@@ -386,7 +397,11 @@ def release_features() -> datasets.Features:
     info = {f.name: datasets.Value(_INFO_TYPES.get(f.name, "string")) for f in fields(TurnInfo)}
     turn = {"from": datasets.Value("string"), "value": datasets.Value("string"), "info": info}
     return datasets.Features(
-        {"system": datasets.Value("string"), "conversations": datasets.List(turn)}
+        {
+            "system": datasets.Value("string"),
+            "conversations": datasets.List(turn),
+            "query_id": datasets.Value("string"),
+        }
     )
 
 

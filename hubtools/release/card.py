@@ -85,7 +85,7 @@ def environment() -> jinja2.Environment:
 
 
 def _features_table() -> list[tuple[str, str]]:
-    rows = [("system", "string"), ("conversations", "list of turns")]
+    rows = [("system", "string"), ("conversations", "list of turns"), ("query_id", "string")]
     turn = RELEASE_FEATURES["conversations"].feature
     for name in ("from", "value"):
         rows.append((f"conversations[].{name}", turn[name].dtype))

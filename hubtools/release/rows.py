@@ -149,7 +149,8 @@ def release_row(
     """One AM-compatible row: the query's turns, then the teacher's answer as the last turn.
 
     The query's own system turn wins over the teacher's system prompt: it is part of the
-    conversation the teacher answered. ``info.ppl`` is ``row_ppl``.
+    conversation the teacher answered. ``info.ppl`` is ``row_ppl``; ``query_id`` joins the
+    parallel datasets of the run.
     """
     turns = query.messages
     if turns and turns[0]["role"] == "system":
@@ -166,4 +167,4 @@ def release_row(
         ppl=row_ppl(attempt, score),
     )
     conversation.append(Turn("assistant", assistant_value(think, answer), final))
-    return ReleaseRow(system, conversation).to_dict()
+    return ReleaseRow(system, conversation, query.query_id).to_dict()
