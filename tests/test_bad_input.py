@@ -258,6 +258,9 @@ CASES = [
     case("status-run-is-a-file", "status {file}"),
     case("status-run-missing", "status {new}", absent=["{new}"]),
     case("status-not-a-run", "status {dir}"),
+    # -- eval
+    case("eval-no-endpoint", "eval --model m --benchmarks math500 --out {new}", absent=["{new}"]),
+    case("eval-compare-missing-dir", "eval compare {missing}"),
     # -- the command line itself
     case("unknown-verb", "nosuchverb"),
     case("unknown-option", "status {run} --colour"),
@@ -273,8 +276,9 @@ def _verbs() -> set[tuple[str, ...]]:
 
     def walk(command, prefix):
         children = getattr(command, "commands", None)
+        if not children or getattr(command, "invoke_without_command", False):
+            yield prefix  # a leaf, or a group that is a verb itself (`eval`)
         if not children:
-            yield prefix
             return
         for name, child in children.items():
             yield from walk(child, (*prefix, name))
