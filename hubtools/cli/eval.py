@@ -79,6 +79,12 @@ def eval(
 @eval_app.command("compare")
 def compare(
     dirs: list[Path] = typer.Argument(..., help="Eval folders (each with results.json)."),
+    out: Path | None = typer.Option(None, "--out", help="Write the markdown table here."),
+    figure: Path | None = typer.Option(None, "--figure", help="Draw it here (.png/.svg/.pdf)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the compared numbers as JSON."),
 ) -> None:
     """Benchmarks as rows, one column per model: avg@k and mean length (the paper's Table 1)."""
-    raise UsageError("eval compare is not built yet")
+    from hubtools.eval.compare import compare as run_compare
+
+    result = run_compare(dirs, out=out, figure=figure)
+    print(json.dumps(result.to_dict(), indent=2) if as_json else result.markdown, end="")
