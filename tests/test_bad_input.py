@@ -260,6 +260,8 @@ CASES = [
     case("status-not-a-run", "status {dir}"),
     # -- eval
     case("eval-no-endpoint", "eval --model m --benchmarks math500 --out {new}", absent=["{new}"]),
+    case("eval-push-bad-repo", "eval --endpoint http://127.0.0.1:9 --model m --benchmarks "
+         "math500 --out {new} --push-to-hub no-namespace", absent=["{new}"]),
     case("eval-compare-missing-dir", "eval compare {missing}"),
     case("eval-compare-not-an-eval", "eval compare {dir}"),
     case("eval-compare-a-file", "eval compare {file}"),
