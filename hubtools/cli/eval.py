@@ -9,7 +9,7 @@ import typer
 
 from hubtools.checks import check_writable
 from hubtools.cli._app import _PLAIN, app
-from hubtools.errors import UsageError
+from hubtools.errors import EXIT_PARTIAL, UsageError
 
 # A group whose callback is the eval itself: `hubtools eval --endpoint ... --out DIR` runs it,
 # `hubtools eval compare DIR...` runs the sub-verb (the callback then only passes through).
@@ -81,6 +81,8 @@ def eval(
 
     result = evaluate(settings, progress=not quiet)
     print(json.dumps(result.to_dict(), indent=2) if as_json else result)
+    if not result.complete:  # the endpoint stopped or verdicts are missing: run it again
+        raise typer.Exit(EXIT_PARTIAL)  # (and a partial eval is never pushed)
     if push_to_hub is not None:
         from hubtools.eval.push import push_results
 

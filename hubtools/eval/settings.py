@@ -3,7 +3,8 @@
 Defaults (arXiv 2505.14464, "Evaluation"; specs/paper.md): temperature 0.6, top_p 0.95,
 at most 49,152 new tokens; 64 samples per AIME problem, 16 per LiveCodeBench problem, 4
 per MATH500 problem; the paper's system prompt; the math suffix on AIME and MATH500.
-The paper does not evaluate GPQA-Diamond or IFEval: hubtools samples them 8 and 1 times.
+The paper does not evaluate GPQA-Diamond or IFEval: hubtools samples them 8 and 1 times
+and asks for GPQA's letter in \\boxed{}.
 Command-line values override the config file, which overrides the defaults.
 """
 
@@ -28,7 +29,11 @@ DEFAULT_SAMPLES = {
     "aime_2024": 64, "aime_2025": 64, "math500": 4, "livecodebench": 16,
     "gpqa_diamond": 8, "ifeval": 1,
 }  # fmt: skip
-DEFAULT_SUFFIX = {"aime_2024": MATH_SUFFIX, "aime_2025": MATH_SUFFIX, "math500": MATH_SUFFIX}
+GPQA_SUFFIX = "Put the letter of the correct option (A, B, C or D) within \\boxed{}."
+DEFAULT_SUFFIX = {
+    "aime_2024": MATH_SUFFIX, "aime_2025": MATH_SUFFIX, "math500": MATH_SUFFIX,
+    "gpqa_diamond": GPQA_SUFFIX,
+}  # fmt: skip
 TEMPERATURE, TOP_P, MAX_NEW_TOKENS = 0.6, 0.95, 49_152
 _PER_BENCHMARK = ("samples", "temperature", "top_p", "max_new_tokens", "system_prompt", "suffix")
 _KEYS = {
