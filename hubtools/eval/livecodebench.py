@@ -18,8 +18,8 @@ line by line (hubtools' comparison: whitespace tokens, decimals within 1e-6);
 functional cases call ``Solution().func_name(*args)`` on a fresh instance and compare
 with ``==`` after turning a returned tuple into a list, as ``lcb_runner`` does. A
 sample passes a problem only when every case passes (score 1.0): the eval must run
-all of them, so verify LiveCodeBench queries with ``SandboxConfig(max_tests=...)``
-at least ``len(tests)`` cases (``max_tests_for``).
+all of them, so LiveCodeBench queries are verified with ``SandboxConfig(max_tests=
+ALL_TESTS)``, not the verify stage's default of 10 (``max_tests_for`` counts a row's).
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ DATASET = "livecodebench/code_generation_lite"
 RELEASE = "release_v5"
 # The paper's window (v5, 2024-10 to 2025-02): whole months, both ends included.
 WINDOW = ("2024-10", "2025-02")
+ALL_TESTS = 1_000_000  # SandboxConfig.max_tests that runs every case of any problem
 MAX_DECODED_BYTES = 1 << 30  # the largest v5 private test set is ~100 MB decoded
 
 # LiveCodeBench's prompt for reasoning models (lcb_runner/prompts/code_generation.py;
