@@ -9,14 +9,20 @@ and the card's prose stay.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData, metadata_update
+from queries_support import seeded_benchmarks  # noqa: F401
 
 from hubtools.errors import PublishError, UsageError
 from hubtools.eval.push import SOURCE_NAME, push_results
 
+ROOT = Path(__file__).resolve().parents[1]
 REVISIONS = {"math500": "ff5b20257d8185524591543f8ff5993951537bb8",
              "aime_2024": "2fe88a9d0ab6bb4d3e3fa4da7c2d9b5e1b95e7f0"}  # fmt: skip
 
@@ -137,3 +143,35 @@ def test_access_is_checked_before_an_eval(repo, write_token, hub):
         check_access(repo, token=hub.token("carol", write=True))
     with pytest.raises(UsageError):
         check_access("acme/bad name", token=write_token)
+
+
+def test_eval_cli_pushes_each_benchmark(seeded_benchmarks, repo, write_token, tmp_path):  # noqa: F811
+    """Two `hubtools eval --push-to-hub` runs of different benchmarks: one result each."""
+    from test_eval_run import MAX_NEW, Scripted, hand_results
+
+    from tests.servers.chat_server import ChatServer
+
+    env = {**os.environ, "HF_TOKEN": write_token, "PYTHONPATH": str(ROOT)}
+    with ChatServer(Scripted()) as chat:
+        for name in ("math500", "aime_2024"):
+            out = subprocess.run(
+                [sys.executable, "-m", "hubtools", "eval", "--endpoint", chat.url, "--model",
+                 "student", "--benchmarks", name, "--samples", "4", "--limit", "3",
+                 "--max-new-tokens", str(MAX_NEW), "--out", str(tmp_path / name), "--quiet",
+                 "--push-to-hub", repo],
+                env=env, capture_output=True, text=True, timeout=300,
+            )  # fmt: skip
+            assert out.returncode == 0, out.stderr
+            assert f"results added to the model card of {repo}" in out.stderr
+    card = ModelCard.load(repo, token=write_token)
+    found = by_dataset(card)
+    assert sorted(found) == ["HuggingFaceH4/MATH-500", "HuggingFaceH4/aime_2024"]
+    for name, dataset in (("math500", "HuggingFaceH4/MATH-500"),
+                          ("aime_2024", "HuggingFaceH4/aime_2024")):  # fmt: skip
+        written = json.loads((tmp_path / name / "results.json").read_text())["benchmarks"][name]
+        result = found[dataset]
+        assert result.metric_value == round(100 * hand_results(name, 4)["avg_at_k"], 2)
+        assert result.dataset_revision == written["revision"] and result.metric_type == "avg@4"
+    assert (
+        write_token not in open(HfApi(token=write_token).hf_hub_download(repo, "README.md")).read()
+    )
