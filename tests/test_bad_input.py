@@ -260,6 +260,29 @@ CASES = [
     case("status-not-a-run", "status {dir}"),
     # -- eval
     case("eval-no-endpoint", "eval --model m --benchmarks math500 --out {new}", absent=["{new}"]),
+    case("eval-no-out", "eval --endpoint http://127.0.0.1:9 --model m --benchmarks math500"),
+    case("eval-endpoint-not-a-url", "eval --endpoint notaurl --model m --benchmarks math500 "
+         "--out {new}", absent=["{new}"]),
+    case("eval-unknown-benchmark", "eval --endpoint http://127.0.0.1:9 --model m "
+         "--benchmarks math500,aime --out {new}", absent=["{new}"]),
+    case("eval-samples-not-a-number", "eval --endpoint http://127.0.0.1:9 --model m "
+         "--benchmarks math500 --samples math500=many --out {new}", absent=["{new}"]),
+    case("eval-samples-zero", "eval --endpoint http://127.0.0.1:9 --model m "
+         "--benchmarks math500 --samples 0 --out {new}", absent=["{new}"]),
+    case("eval-samples-other-benchmark", "eval --endpoint http://127.0.0.1:9 --model m "
+         "--benchmarks math500 --samples aime_2024=64 --out {new}", absent=["{new}"]),
+    case("eval-top-p-out-of-range", "eval --endpoint http://127.0.0.1:9 --model m "
+         "--benchmarks math500 --top-p 2 --out {new}", absent=["{new}"]),
+    case("eval-out-is-a-file", "eval --endpoint http://127.0.0.1:9 --model m "
+         "--benchmarks math500 --out {file}"),
+    case("eval-config-missing", "eval --config {missing} --out {new}", absent=["{new}"]),
+    case("eval-config-bad-yaml", "eval --config {badyaml} --out {new}", absent=["{new}"]),
+    case("eval-config-unknown-key", "eval --config {genconfig} --out {new}", absent=["{new}"]),
+    case("eval-key-variable-unset", "eval --endpoint http://127.0.0.1:9 --model m "
+         "--benchmarks math500 --api-key-env HUBTOOLS_NO_SUCH_KEY --out {new}",
+         absent=["{new}"]),
+    case("eval-endpoint-down", "eval --endpoint http://127.0.0.1:9 --model m "
+         "--benchmarks math500 --out {new}", code=FAILED, absent=["{new}"]),
     case("eval-push-bad-repo", "eval --endpoint http://127.0.0.1:9 --model m --benchmarks "
          "math500 --out {new} --push-to-hub no-namespace", absent=["{new}"]),
     case("eval-compare-missing-dir", "eval compare {missing}"),

@@ -22,6 +22,7 @@ import pytest
 from conftest import shared_path
 from queries_support import _jsonl, seeded_benchmarks  # noqa: F401
 
+from hubtools.errors import UsageError
 from hubtools.eval.settings import MATH_SUFFIX, PAPER_SYSTEM_PROMPT, resolve_settings
 from hubtools.eval.stage import TEACHER, evaluate
 from hubtools.records import query_id_for
@@ -162,8 +163,11 @@ def test_scripted_eval_scores_as_computed_by_hand(seeded_benchmarks, server, tmp
     assert sorted(new) == sorted(("aime_2024", i, s) for i in range(3) for s in (4, 5))
     check(json.loads((out / "results.json").read_text()), "aime_2024", 6)
 
-    # The same command again sends nothing.
+    # The same command again sends nothing; other sampling settings are refused up front.
     evaluate(settings(server, out, "aime_2024=6,math500=4"), progress=False)
+    assert len(asked) == before + 6
+    with pytest.raises(UsageError, match=r"temperature 0\.6 -> 0\.7.*another --out"):
+        evaluate(settings(server, out, "aime_2024=6", temperature=0.7), progress=False)
     assert len(asked) == before + 6
 
 
@@ -196,8 +200,12 @@ def test_kill_9_mid_eval_then_resume(seeded_benchmarks, tmp_path):  # noqa: F811
         kept = stored(database, rows=True)
         assert 5 <= len(kept) < 18
         seen = len(scripted.asked)
-        done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
+        # The same command again (in this process: a second interpreter costs seconds).
+        again = resolve_settings(
+            endpoint=chat.url, model="student", benchmarks="aime_2024", out=out, samples="6",
+            limit=3, max_new_tokens=MAX_NEW, max_concurrency=2,
+        )  # fmt: skip
+        assert evaluate(again, progress=False).complete
     check(json.loads((out / "results.json").read_text()), "aime_2024", 6)
     resent = {(name, i, s) for name, i, s in scripted.asked[seen:]}
     assert not resent & kept  # no stored sample asked again

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from hubtools import aio
-from hubtools.errors import UsageError
+from hubtools.errors import HubtoolsError, UsageError
 from hubtools.eval import results as results_file
 from hubtools.eval.settings import BenchmarkSettings, EvalSettings
 from hubtools.run import Run
@@ -89,9 +89,9 @@ def evaluate(settings: EvalSettings, *, progress: bool = True) -> EvalResult:
     from hubtools.endpoints import endpoint_key
     from hubtools.eval.benchmarks import load
 
-    if settings.api_key_env and endpoint_key(settings.endpoint, settings.api_key_env) is None:
-        raise UsageError(f"--api-key-env {settings.api_key_env}: that variable is not set")
+    endpoint_key(settings.endpoint, settings.api_key_env)  # a key variable that is not set
     start = time.monotonic()
+    check_endpoint(settings)
     revisions = {b.name: _recorded(settings, b) for b in settings.benchmarks}
     loaded = {
         b.name: load(b.name, revision=revisions[b.name], suffix=b.suffix, limit=settings.limit)
@@ -109,6 +109,23 @@ def evaluate(settings: EvalSettings, *, progress: bool = True) -> EvalResult:
     results, problems = collect(settings, loaded, runs)
     results_file.write(settings.out, results, problems)
     return EvalResult(settings.out, results, time.monotonic() - start, stopped)
+
+
+def check_endpoint(settings: EvalSettings) -> None:
+    """Refuse an endpoint nothing listens on before any work (the client would retry it
+    for ``down_after_s``); a slow or erroring one is the run's business."""
+    import httpx2
+
+    url = settings.endpoint.rstrip("/") + "/v1/models"
+    try:
+        httpx2.get(url, timeout=10)
+    except httpx2.ConnectError as err:
+        raise HubtoolsError(
+            f"cannot connect to --endpoint {settings.public_endpoint()} ({err}); "
+            "is the model server running?"
+        ) from None
+    except httpx2.HTTPError:
+        pass
 
 
 def _configs(settings: EvalSettings, bench: BenchmarkSettings):
