@@ -26,7 +26,7 @@ from typing import Any
 from hubtools.errors import PublishError, UsageError
 
 SOURCE_NAME = "hubtools eval"
-SOURCE_URL = "https://github.com/hubtools/hubtools#evaluating-a-student"
+SOURCE_URL = "https://pypi.org/project/hubtools/"  # the project has no other home yet
 TASK = ("text-generation", "Text Generation")
 CONFIGS = {"livecodebench": "release_v5", "gpqa_diamond": "gpqa_diamond"}
 CONFLICT_TRIES = 5
