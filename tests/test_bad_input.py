@@ -283,7 +283,17 @@ CASES = [
          absent=["{new}"]),
     case("eval-endpoint-down", "eval --endpoint http://127.0.0.1:9 --model m "
          "--benchmarks math500 --out {new}", code=FAILED, absent=["{new}"]),
+    case("eval-push-bad-repo", "eval --endpoint http://127.0.0.1:9 --model m --benchmarks "
+         "math500 --out {new} --push-to-hub no-namespace", absent=["{new}"]),
     case("eval-compare-missing-dir", "eval compare {missing}"),
+    case("eval-compare-not-an-eval", "eval compare {dir}"),
+    case("eval-compare-a-file", "eval compare {file}"),
+    case("eval-compare-bad-results", "eval compare {badeval} --out {new}.md",
+         absent=["{new}.md"]),
+    case("eval-compare-out-is-a-folder", "eval compare {badeval} --out {dir}"),
+    case("eval-compare-figure-type", "eval compare {badeval} --figure {new}.gif",
+         absent=["{new}.gif"]),
+    case("eval-compare-no-folders", "eval compare"),
     # -- the command line itself
     case("unknown-verb", "nosuchverb"),
     case("unknown-option", "status {run} --colour"),
@@ -337,6 +347,9 @@ def world(tmp_path_factory) -> dict[str, str]:
     paths["queries"].write_text(json.dumps({"prompt": "What is 2 + 2?", "reference": "4"}) + "\n")
     paths["badlines"] = top / "bad-lines.jsonl"
     paths["badlines"].write_text('{"prompt": "ok"}\n{not json\n')
+    paths["badeval"] = top / "bad-eval"  # an eval folder whose results.json is cut short
+    paths["badeval"].mkdir()
+    (paths["badeval"] / "results.json").write_text('{"model": "m", "benchmarks": {')
     paths["outputs"] = top / "outputs.jsonl"
     paths["outputs"].write_text("".join(json.dumps(o) + "\n" for o in OUTPUTS))
     failing = [{**o, "score": 0.0, "verifier": "given"} for o in OUTPUTS]

@@ -52,6 +52,9 @@ def eval(
     ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
     as_json: bool = typer.Option(False, "--json", help="Print results.json."),
+    push_to_hub: str | None = typer.Option(
+        None, "--push-to-hub", help="ORG/MODEL: add the results to its card's model-index."
+    ),
 ) -> None:
     """Sample every problem k times, verify each sample, write results.json and results.md.
 
@@ -70,17 +73,32 @@ def eval(
     if settings.out.exists() and not settings.out.is_dir():
         raise UsageError(f"--out {settings.out} is a file; give a folder for the results")
     check_writable(settings.out, "--out")
+    if push_to_hub is not None:
+        from hubtools.eval.push import check_access
+
+        check_access(push_to_hub)  # before hours of sampling: the repo exists, the token writes
     from hubtools.eval.stage import evaluate
 
     result = evaluate(settings, progress=not quiet)
     print(json.dumps(result.to_dict(), indent=2) if as_json else result)
     if not result.complete:  # the endpoint stopped or verdicts are missing: run it again
-        raise typer.Exit(EXIT_PARTIAL)
+        raise typer.Exit(EXIT_PARTIAL)  # (and a partial eval is never pushed)
+    if push_to_hub is not None:
+        from hubtools.eval.push import push_results
+
+        url = push_results(settings.out / "results.json", push_to_hub)
+        typer.echo(f"results added to the model card of {push_to_hub}: {url}", err=True)
 
 
 @eval_app.command("compare")
 def compare(
     dirs: list[Path] = typer.Argument(..., help="Eval folders (each with results.json)."),
+    out: Path | None = typer.Option(None, "--out", help="Write the markdown table here."),
+    figure: Path | None = typer.Option(None, "--figure", help="Draw it here (.png/.svg/.pdf)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the compared numbers as JSON."),
 ) -> None:
     """Benchmarks as rows, one column per model: avg@k and mean length (the paper's Table 1)."""
-    raise UsageError("eval compare is not built yet")
+    from hubtools.eval.compare import compare as run_compare
+
+    result = run_compare(dirs, out=out, figure=figure)
+    print(json.dumps(result.to_dict(), indent=2) if as_json else result.markdown, end="")

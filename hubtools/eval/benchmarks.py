@@ -20,24 +20,8 @@ CATEGORY = {
     "aime_2024": Category.MATH, "aime_2025": Category.MATH, "math500": Category.MATH,
     "livecodebench": Category.CODE, "gpqa_diamond": Category.SCIENCE, "ifeval": Category.IF,
 }  # fmt: skip
-# LiveCodeBench v5 as the paper used it: problems of contests from 2024-10 to 2025-02.
-LCB_SINCE, LCB_UNTIL = "2024-10-01", "2025-03-01"
 # The problem's own id where the dataset has one; else its row number.
 _ID_FIELDS = ("unique_id", "id", "question_id", "key", "Record ID")
-_LCB_STDIN = (
-    "Read the inputs from stdin solve the problem and write the answer to stdout (do not "
-    "directly test on the sample inputs). Enclose your code within delimiters as follows. "
-    "Ensure that when the python program runs, it reads the inputs, runs the algorithm and "
-    "writes output to STDOUT.\n```python\n# YOUR CODE HERE\n```"
-)
-_LCB_STARTER = (
-    "You will use the following starter code to write the solution to the problem and "
-    "enclose your code within delimiters.\n```python\n{}\n```"
-)
-_LCB_HEAD = (
-    "You will be given a question (problem specification) and will generate a correct "
-    "Python program that matches the specification and passes all tests.\n\nQuestion: "
-)
 
 
 @dataclass(slots=True)
@@ -128,12 +112,9 @@ def _ifeval(row: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 
 
 def _lcb(row: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
-    date = str(row.get("contest_date") or "")
-    if date and not (LCB_SINCE <= date[:10] < LCB_UNTIL):
-        return None
-    from hubtools.eval.livecodebench import lcb_tests
+    """LiveCodeBench's own prompt and every test case; None outside the paper's window."""
+    from hubtools.eval.livecodebench import in_window, lcb_prompt, lcb_tests
 
-    starter = (row.get("starter_code") or "").strip()
-    tail = _LCB_STARTER.format(starter) if starter else _LCB_STDIN
-    prompt = f"{_LCB_HEAD}{row['question_content'].strip()}\n\n{tail}"
-    return prompt, {"tests": lcb_tests(row)}
+    if row.get("contest_date") and not in_window(row):
+        return None
+    return lcb_prompt(row), {"tests": lcb_tests(row)}

@@ -146,12 +146,13 @@ def _configs(settings: EvalSettings, bench: BenchmarkSettings):
 
 async def _sample(settings: EvalSettings, runs: dict[str, Run], sizes, progress) -> list[str]:
     """Every missing sample of every benchmark, then every stored one's missing verdict."""
+    from hubtools.eval.livecodebench import ALL_TESTS
     from hubtools.eval.progress import EvalProgress
     from hubtools.teachers.generate import VerifyBatcher
     from hubtools.teachers.limiter import AdaptiveLimiter
     from hubtools.teachers.runner import TeacherRunner
     from hubtools.teachers.writer import StoreWriter
-    from hubtools.verify.base import VerifyConfig
+    from hubtools.verify.base import SandboxConfig, VerifyConfig
     from hubtools.verify.pool import VerifyPool
 
     ks = {b.name: b.samples for b in settings.benchmarks}
@@ -163,7 +164,8 @@ async def _sample(settings: EvalSettings, runs: dict[str, Run], sizes, progress)
             lock = run.shard_lock((0, 1), "eval")
             await lock.acquire_async()
             stack.callback(lock.release)
-        pool = await stack.enter_async_context(VerifyPool(VerifyConfig()))
+        config = VerifyConfig(code=SandboxConfig(max_tests=ALL_TESTS))  # LiveCodeBench: every case
+        pool = await stack.enter_async_context(VerifyPool(config))
         batcher = VerifyBatcher(pool)
 
         async def verify(query, text):
