@@ -10,7 +10,7 @@ Command-line values override the config file, which overrides the defaults.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -39,7 +39,7 @@ _PER_BENCHMARK = ("samples", "temperature", "top_p", "max_new_tokens", "system_p
 _KEYS = {
     "endpoint", "model", "benchmarks", "out", "samples", "temperature", "top_p",
     "max_new_tokens", "system_prompt", "limit", "api_key_env", "max_concurrency",
-    "request_timeout_s",
+    "request_timeout_s", "down_after_s",
 }  # fmt: skip
 
 
@@ -67,8 +67,8 @@ class EvalSettings:
     limit: int | None = None
     api_key_env: str | None = None
     max_concurrency: int = 256
-    request_timeout_s: float = 3600.0
-    extra: dict[str, Any] = field(default_factory=dict)
+    request_timeout_s: float = 3600.0  # longest wait for one whole answer
+    down_after_s: float = 600.0  # an endpoint failing this long stops the eval (exit 3)
 
     def public_endpoint(self) -> str:
         return public_url(self.endpoint)
@@ -117,13 +117,17 @@ def resolve_settings(*, config: Path | None = None, **given: Any) -> EvalSetting
         benchmarks.append(_check_benchmark(BenchmarkSettings(name, **values), where))
     settings = EvalSettings(
         endpoint=str(endpoint), model=data["model"], out=Path(data["out"]), benchmarks=benchmarks,
-        **{k: data[k] for k in ("limit", "api_key_env", "max_concurrency", "request_timeout_s")
-           if k in data},
+        **{k: data[k] for k in ("limit", "api_key_env", "max_concurrency", "request_timeout_s",
+                                "down_after_s") if k in data},
     )  # fmt: skip
     for key, low in (("limit", 1), ("max_concurrency", 1)):
         value = getattr(settings, key)
         if value is not None and not (_is_int(value) and value >= low):
             raise UsageError(f"{where}: {key} must be an integer >= {low}, got {value!r}")
+    for key in ("request_timeout_s", "down_after_s"):
+        value = getattr(settings, key)
+        if not (_is_number(value) and value > 0):
+            raise UsageError(f"{where}: {key} must be a number of seconds > 0, got {value!r}")
     if settings.api_key_env is not None and not isinstance(settings.api_key_env, str):
         raise UsageError(f"{where}: api_key_env must be the name of an environment variable")
     return settings
