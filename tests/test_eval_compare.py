@@ -133,3 +133,20 @@ def test_cli(tmp_path):
     assert data["models"] == list(PAPER)
     assert data["benchmarks"]["math500"]["AM-distilled"]["avg_at_k"] == 98.4 / 100
     assert (tmp_path / "fig" / "compare.svg").read_text().lstrip().startswith("<?xml")
+
+
+def test_partial_evals_are_marked_and_bad_numbers_refused(tmp_path):
+    import pytest
+
+    from hubtools.errors import InputFileError
+
+    done = write_eval(tmp_path / "done", "a", {"math500": benchmark("math500", 90.0, 3000)})
+    half = write_eval(tmp_path / "half", "b",
+                      {"math500": benchmark("math500", 50.0, 3000, complete=False)})  # fmt: skip
+    result = compare([done, half])
+    assert "MATH500 (avg@4) ‡" in cells(result.markdown)
+    assert "‡ not every sample was made or verified yet: b (MATH500)" in result.markdown
+    bad = write_eval(tmp_path / "bad", "c",
+                     {"math500": benchmark("math500", 90.0, 3000, mean_length=None)})  # fmt: skip
+    with pytest.raises(InputFileError, match="mean_length is not a number"):
+        compare([done, bad])

@@ -122,6 +122,10 @@ def test_results_file_path_and_refusals(repo, write_token, tmp_path, hub):
     assert "/commit/" in push_results(path, repo, token=write_token)
     with pytest.raises(UsageError, match="ORG/MODEL"):
         push_results(path, "no-namespace", token=write_token)
+    partial = results(math500=0.5)
+    partial["benchmarks"]["math500"]["complete"] = False
+    with pytest.raises(UsageError, match="math500 not finished"):
+        push_results(partial, repo, token=write_token)
     with pytest.raises(UsageError, match="no benchmark"):
         push_results({"model": "m", "benchmarks": {}}, repo, token=write_token)
     with pytest.raises(PublishError, match="not found"):

@@ -103,7 +103,14 @@ def read_results(folder: Path) -> Evaluation:
         missing = [k for k in _NEEDED if not isinstance(values, dict) or k not in values]
         if missing:
             raise InputFileError(str(path), None, f"benchmark {name!r} lacks {', '.join(missing)}")
+        wrong = [k for k in _NEEDED if not _number(values[k])]
+        if wrong:
+            raise InputFileError(str(path), None, f"benchmark {name!r}: {wrong[0]} is not a number")
     return Evaluation(folder, data)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def compare(folders: list[Path], out: Path | None = None, figure: Path | None = None) -> Comparison:
@@ -177,6 +184,8 @@ def render_markdown(c: Comparison) -> str:
         row = f"{display_name(name)} (avg@{'/'.join(map(str, ks))})"
         if name in c.mismatches:
             row += " †"
+        if any(e.benchmarks.get(name, {}).get("complete") is False for e in c.evals):
+            row += " ‡"
         cells = [row]
         for e in c.evals:
             b = e.benchmarks.get(name)
@@ -190,6 +199,11 @@ def render_markdown(c: Comparison) -> str:
         "avg@k: pass@1 averaged over k samples per problem, in percent, ± its standard error; "
         "mean length: tokens per generated answer."
     )
+    partial = [f"{e.label} ({display_name(n)})" for n in c.benchmarks for e in c.evals
+               if e.benchmarks.get(n, {}).get("complete") is False]  # fmt: skip
+    if partial:
+        lines += ["", "‡ not every sample was made or verified yet: " + ", ".join(partial)
+                  + "; run the same `hubtools eval` again to finish."]  # fmt: skip
     if c.mismatches:
         lines += ["", "† the evals ran this benchmark differently; compare with care:", ""]
         for name, diffs in c.mismatches.items():

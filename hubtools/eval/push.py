@@ -119,6 +119,12 @@ def push_results(
     check_repo(repo_id)
     if not results.get("benchmarks"):
         raise UsageError("the results hold no benchmark to push")
+    partial = [n for n, b in results["benchmarks"].items() if b.get("complete") is False]
+    if partial:
+        raise UsageError(
+            f"{', '.join(partial)} not finished (samples missing or unverified): run the same "
+            "`hubtools eval` again, then push"
+        )
     if endpoint is not None:
         from hubtools.hub.serve import check_url
 
