@@ -270,6 +270,42 @@ CASES = [
     case("status-run-is-a-file", "status {file}"),
     case("status-run-missing", "status {new}", absent=["{new}"]),
     case("status-not-a-run", "status {dir}"),
+    # -- eval
+    case("eval-no-endpoint", "eval --model m --benchmarks math500 --out {new}", absent=["{new}"]),
+    case("eval-no-out", "eval --endpoint http://127.0.0.1:9 --model m --benchmarks math500"),
+    case("eval-endpoint-not-a-url", "eval --endpoint notaurl --model m --benchmarks math500 "
+         "--out {new}", absent=["{new}"]),
+    case("eval-unknown-benchmark", "eval --endpoint http://127.0.0.1:9 --model m "
+         "--benchmarks math500,aime --out {new}", absent=["{new}"]),
+    case("eval-samples-not-a-number", "eval --endpoint http://127.0.0.1:9 --model m "
+         "--benchmarks math500 --samples math500=many --out {new}", absent=["{new}"]),
+    case("eval-samples-zero", "eval --endpoint http://127.0.0.1:9 --model m "
+         "--benchmarks math500 --samples 0 --out {new}", absent=["{new}"]),
+    case("eval-samples-other-benchmark", "eval --endpoint http://127.0.0.1:9 --model m "
+         "--benchmarks math500 --samples aime_2024=64 --out {new}", absent=["{new}"]),
+    case("eval-top-p-out-of-range", "eval --endpoint http://127.0.0.1:9 --model m "
+         "--benchmarks math500 --top-p 2 --out {new}", absent=["{new}"]),
+    case("eval-out-is-a-file", "eval --endpoint http://127.0.0.1:9 --model m "
+         "--benchmarks math500 --out {file}"),
+    case("eval-config-missing", "eval --config {missing} --out {new}", absent=["{new}"]),
+    case("eval-config-bad-yaml", "eval --config {badyaml} --out {new}", absent=["{new}"]),
+    case("eval-config-unknown-key", "eval --config {genconfig} --out {new}", absent=["{new}"]),
+    case("eval-key-variable-unset", "eval --endpoint http://127.0.0.1:9 --model m "
+         "--benchmarks math500 --api-key-env HUBTOOLS_NO_SUCH_KEY --out {new}",
+         absent=["{new}"]),
+    case("eval-endpoint-down", "eval --endpoint http://127.0.0.1:9 --model m "
+         "--benchmarks math500 --out {new}", code=FAILED, absent=["{new}"]),
+    case("eval-push-bad-repo", "eval --endpoint http://127.0.0.1:9 --model m --benchmarks "
+         "math500 --out {new} --push-to-hub no-namespace", absent=["{new}"]),
+    case("eval-compare-missing-dir", "eval compare {missing}"),
+    case("eval-compare-not-an-eval", "eval compare {dir}"),
+    case("eval-compare-a-file", "eval compare {file}"),
+    case("eval-compare-bad-results", "eval compare {badeval} --out {new}.md",
+         absent=["{new}.md"]),
+    case("eval-compare-out-is-a-folder", "eval compare {badeval} --out {dir}"),
+    case("eval-compare-figure-type", "eval compare {badeval} --figure {new}.gif",
+         absent=["{new}.gif"]),
+    case("eval-compare-no-folders", "eval compare"),
     # -- the command line itself
     case("unknown-verb", "nosuchverb"),
     case("unknown-option", "status {run} --colour"),
@@ -285,8 +321,9 @@ def _verbs() -> set[tuple[str, ...]]:
 
     def walk(command, prefix):
         children = getattr(command, "commands", None)
+        if not children or getattr(command, "invoke_without_command", False):
+            yield prefix  # a leaf, or a group that is a verb itself (`eval`)
         if not children:
-            yield prefix
             return
         for name, child in children.items():
             yield from walk(child, (*prefix, name))
@@ -322,6 +359,9 @@ def world(tmp_path_factory) -> dict[str, str]:
     paths["queries"].write_text(json.dumps({"prompt": "What is 2 + 2?", "reference": "4"}) + "\n")
     paths["badlines"] = top / "bad-lines.jsonl"
     paths["badlines"].write_text('{"prompt": "ok"}\n{not json\n')
+    paths["badeval"] = top / "bad-eval"  # an eval folder whose results.json is cut short
+    paths["badeval"].mkdir()
+    (paths["badeval"] / "results.json").write_text('{"model": "m", "benchmarks": {')
     paths["outputs"] = top / "outputs.jsonl"
     paths["outputs"].write_text("".join(json.dumps(o) + "\n" for o in OUTPUTS))
     failing = [{**o, "score": 0.0, "verifier": "given"} for o in OUTPUTS]

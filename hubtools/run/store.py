@@ -135,6 +135,38 @@ class AttemptStore:
                 if not passed and not waiting and last + 1 < max_attempts:
                     yield query_id, last + 1
 
+    def missing(
+        self, teacher: str, query_ids: Iterable[str], *, samples: int
+    ) -> Iterator[tuple[str, int]]:
+        """``(query_id, attempt)`` for each of attempts 0..samples-1 not stored (eval's samples,
+        which are made whether or not an earlier one passed), attempt by attempt."""
+        for chunk in _chunks(query_ids, 500):
+            for query_id in chunk:
+                self._check_shard(query_id)
+            marks = ",".join("?" * len(chunk))
+            rows = self._conn.execute(
+                "SELECT query_id, attempt FROM attempts"
+                f" WHERE teacher = ? AND attempt < ? AND query_id IN ({marks})",
+                (teacher, samples, *chunk),
+            )
+            stored = {tuple(row) for row in rows}
+            for attempt in range(samples):
+                for query_id in chunk:
+                    if (query_id, attempt) not in stored:
+                        yield query_id, attempt
+
+    def iter_samples(self, teacher: str, *, below: int) -> Iterator[dict[str, Any]]:
+        """Attempts 0..below-1 with their verdict's score (None before it): eval's metrics."""
+        rows = self._conn.execute(
+            "SELECT a.query_id, a.attempt, a.finish_reason, a.completion_tokens,"
+            " LENGTH(a.text) AS chars, a.error, v.verifier, v.score"
+            " FROM attempts a LEFT JOIN verdicts v USING (query_id, teacher, attempt)"
+            " WHERE a.teacher = ? AND a.attempt < ?",
+            (teacher, below),
+        )
+        for row in rows:
+            yield dict(row)
+
     def iter_unverified(self, teacher: str | None = None) -> Iterator[Attempt]:
         """Attempts without a verdict, errors excluded (there is nothing to verify)."""
         for attempt, _ in self.iter_verifiable(teacher):

@@ -56,6 +56,9 @@ class GenerateConfig:
     threshold: float = PASS_THRESHOLD
     max_retries: int = 8  # transport retries of one request before the endpoint counts as down
     down_after_s: float = 600.0  # an endpoint failing this long is reported and left alone
+    # Eval's sampling mode: exactly max_attempts samples per query, passed or not, all of
+    # them in flight together (avg@k needs every sample; generate stops at the first pass).
+    sample_all: bool = False
 
     def sampling_for(self, teacher: TeacherConfig) -> Sampling:
         return teacher.sampling or self.sampling
@@ -150,6 +153,8 @@ class GenerateConfig:
             raise UsageError(f"{source}: max_retries must be an integer >= 0")
         if not (_is_number(self.down_after_s) and self.down_after_s >= 0):
             raise UsageError(f"{source}: down_after_s must be a number >= 0")
+        if not isinstance(self.sample_all, bool):
+            raise UsageError(f"{source}: sample_all must be true or false")
 
 
 def _is_int(value: Any) -> bool:

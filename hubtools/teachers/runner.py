@@ -126,19 +126,40 @@ class TeacherRunner:
             passed = await self._judge(query, pending)
             attempt = pending.attempt + 1
         while passed is False and attempt < self.config.max_attempts:
-            params = self.client.params(query, attempt)
-            started = time.time()
-            result = await self._request(query, params)
-            record = self._attempt(query, attempt, params, started, result)
-            self.writer.put(record)
-            self.stats.attempts += 1
-            if isinstance(result, Failure):  # rejected (422): asking again gets the same answer
+            record = await self._ask(query, attempt)
+            if record is None:  # rejected (422): asking again gets the same answer
                 self._finish(query, "rejected")
                 return
-            self.stats.prompt_tokens += result.prompt_tokens or 0
-            self.stats.completion_tokens += result.completion_tokens or 0
             passed = await self._judge(query, record)
             attempt += 1
+        self._judged(query, passed)
+
+    async def _sample(self, query: Query, attempt: int, pending: Attempt | None = None) -> None:
+        """Eval's sampling mode (``sample_all``): one sample and its verdict, pass or not.
+
+        Stats then count samples, not queries: ``queries`` samples to make, ``done`` made.
+        """
+        record = pending or await self._ask(query, attempt)
+        if record is None:
+            self._finish(query, "rejected")
+            return
+        self._judged(query, await self._judge(query, record))
+
+    async def _ask(self, query: Query, attempt: int) -> Attempt | None:
+        """One request for ``attempt``, stored; None if the endpoint rejected it (stored too)."""
+        params = self.client.params(query, attempt)
+        started = time.time()
+        result = await self._request(query, params)
+        record = self._attempt(query, attempt, params, started, result)
+        self.writer.put(record)
+        self.stats.attempts += 1
+        if isinstance(result, Failure):
+            return None
+        self.stats.prompt_tokens += result.prompt_tokens or 0
+        self.stats.completion_tokens += result.completion_tokens or 0
+        return record
+
+    def _judged(self, query: Query, passed: bool | None) -> None:
         if passed is None:  # left unverified: the next run verifies it and goes on from there
             self.stats.unverified += 1
             self.on_progress(self.stats)
@@ -197,11 +218,17 @@ class TeacherRunner:
     async def distil(self) -> TeacherStats:
         advertised = await self.client.max_concurrent_requests()
         start = min(self.teacher.max_concurrency, advertised or self.teacher.max_concurrency)
-        self.limiter = AdaptiveLimiter(start)
+        if self.limiter is None:  # eval shares one limiter between its benchmarks' runners
+            self.limiter = AdaptiveLimiter(start)
+        start = min(start, self.limiter.maximum)
         name, k, threshold = self.teacher.name, self.config.max_attempts, self.config.threshold
+        sample_all = self.config.sample_all
         pending = await self.writer.call(
-            lambda store: {a.query_id: a for a in store.iter_unverified(name)}
+            lambda store: {(a.query_id, a.attempt): a for a in store.iter_unverified(name)}
         )
+        resumable: dict[str, list[Attempt]] = {}
+        for (query_id, _), attempt in pending.items():
+            resumable.setdefault(query_id, []).append(attempt)
         # Enough queries in play to fill the endpoint, few enough to bound memory.
         slots = asyncio.Semaphore(start * 2)
         tasks: set[asyncio.Task] = set()
@@ -209,7 +236,7 @@ class TeacherRunner:
 
         async def solve(query: Query, attempt: int, resumed: Attempt | None) -> None:
             try:
-                await self._solve(query, attempt, resumed)
+                await (self._sample if sample_all else self._solve)(query, attempt, resumed)
             except EndpointDown as down:
                 failure.append(down)
             finally:
@@ -218,22 +245,33 @@ class TeacherRunner:
         queries = self.run.iter_queries(shard=self.shard)
         while not failure and (chunk := list(itertools.islice(queries, QUERY_CHUNK))):
             by_id = {q.query_id: q for q in chunk}
-            todo = await self.writer.call(
-                lambda store, ids=list(by_id): list(
-                    store.unfinished(name, ids, max_attempts=k, threshold=threshold)
+            resumed = [a for qid in by_id for a in resumable.get(qid, ())]
+            if sample_all:  # every stored sample's verdict, then every sample not stored
+                todo = [(a.query_id, a.attempt, a) for a in resumed]
+                todo += await self.writer.call(
+                    lambda store, ids=list(by_id): [
+                        (qid, attempt, None) for qid, attempt in store.missing(name, ids, samples=k)
+                    ]
                 )
-            )
-            todo += [(qid, -1) for qid in by_id if qid in pending]
+            else:  # a query with an attempt awaiting its verdict resumes from that attempt
+                todo = await self.writer.call(
+                    lambda store, ids=list(by_id): [
+                        (qid, attempt, None)
+                        for qid, attempt in store.unfinished(
+                            name, ids, max_attempts=k, threshold=threshold
+                        )
+                    ]
+                )
+                last = {a.query_id: a for a in sorted(resumed, key=lambda a: a.attempt)}
+                todo += [(qid, -1, a) for qid, a in last.items()]
             self.stats.queries += len(todo)
             self.on_progress(self.stats)
-            for query_id, attempt in todo:
+            for query_id, attempt, stored in todo:
                 await slots.acquire()
                 if failure:
                     slots.release()
                     break
-                task = asyncio.create_task(
-                    solve(by_id[query_id], attempt, pending.get(query_id) if attempt < 0 else None)
-                )
+                task = asyncio.create_task(solve(by_id[query_id], attempt, stored))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
         if failure:

@@ -1,0 +1,1 @@
+"""The `hubtools_code` evaluate metric (see hubtools_code.py)."""

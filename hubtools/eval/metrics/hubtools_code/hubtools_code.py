@@ -1,0 +1,41 @@
+"""`hubtools_code`: an `evaluate` metric that scores with hubtools' own verifier.
+
+The answer's last ```python block run against the problem's tests in hubtools' bubblewrap
+sandbox, as the `code-sandbox` verifier does: the share of tests passed (1.0: all passed).
+
+Load it offline with ``evaluate.load(hubtools.eval.metric_path("code"))``.
+"""
+
+import datasets
+import evaluate
+
+from hubtools.eval.metrics import code_scores, summary
+
+_DESCRIPTION = __doc__
+_CITATION = """@article{tian2025notallcorrect, title={Not All Correct Answers Are Equal: Why Your
+Distillation Source Matters}, author={Tian, Xiaoyu and Ji, Yunjie and Wang, Haotian and Chen,
+Shuaiting and Zhao, Sitong and Peng, Yiping and Zhao, Han and Li, Xiangang}, journal={arXiv
+preprint arXiv:2505.14464}, year={2025}}"""
+_INPUTS = """\
+predictions: model outputs; references: JSON of each problem's tests in hubtools' format
+([{input, output}], {inputs, outputs}, {check, entry_point}, {script}, {pytest});
+hubtools.eval.livecodebench.lcb_tests turns LiveCodeBench rows into them. Returns accuracy (the
+mean) and scores (per sample)."""
+
+
+@evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _INPUTS)
+class HubtoolsCode(evaluate.Metric):
+    def _info(self):
+        return evaluate.MetricInfo(
+            description=_DESCRIPTION,
+            citation=_CITATION,
+            inputs_description=_INPUTS,
+            features=datasets.Features(
+                {"predictions": datasets.Value("string"), "references": datasets.Value("string")}
+            ),
+        )
+
+    def _compute(self, predictions, references, max_tests: int = 1000, language: str = "python"):
+        return summary(
+            code_scores(predictions, references, max_tests=max_tests, language=language), "accuracy"
+        )

@@ -1,0 +1,1 @@
+"""The `hubtools_gpqa` evaluate metric (see hubtools_gpqa.py)."""

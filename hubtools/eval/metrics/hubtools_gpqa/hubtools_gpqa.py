@@ -1,0 +1,37 @@
+"""`hubtools_gpqa`: an `evaluate` metric that scores with hubtools' own verifier.
+
+The option letter an answer gives (\\boxed{C}, 'Answer: C', ...) against the reference letter,
+as hubtools' `science` verifier scores GPQA-Diamond; two different letters score 0.
+
+Load it offline with ``evaluate.load(hubtools.eval.metric_path("gpqa"))``.
+"""
+
+import datasets
+import evaluate
+
+from hubtools.eval.metrics import gpqa_scores, summary
+
+_DESCRIPTION = __doc__
+_CITATION = """@article{tian2025notallcorrect, title={Not All Correct Answers Are Equal: Why Your
+Distillation Source Matters}, author={Tian, Xiaoyu and Ji, Yunjie and Wang, Haotian and Chen,
+Shuaiting and Zhao, Sitong and Peng, Yiping and Zhao, Han and Li, Xiangang}, journal={arXiv
+preprint arXiv:2505.14464}, year={2025}}"""
+_INPUTS = """\
+predictions: model outputs; references: the correct option letters (A-J). Returns accuracy (the
+mean) and scores (per sample)."""
+
+
+@evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _INPUTS)
+class HubtoolsGpqa(evaluate.Metric):
+    def _info(self):
+        return evaluate.MetricInfo(
+            description=_DESCRIPTION,
+            citation=_CITATION,
+            inputs_description=_INPUTS,
+            features=datasets.Features(
+                {"predictions": datasets.Value("string"), "references": datasets.Value("string")}
+            ),
+        )
+
+    def _compute(self, predictions, references):
+        return summary(gpqa_scores(predictions, references), "accuracy")

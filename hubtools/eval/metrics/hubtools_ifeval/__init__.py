@@ -1,0 +1,1 @@
+"""The `hubtools_ifeval` evaluate metric (see hubtools_ifeval.py)."""

@@ -1,0 +1,37 @@
+"""`hubtools_ifeval`: an `evaluate` metric that scores with hubtools' own verifier.
+
+Google's IFEval checkers (EleutherAI lm-eval's copy) as hubtools' `ifeval` verifier runs them:
+the strict share of a prompt's instructions the answer follows.
+
+Load it offline with ``evaluate.load(hubtools.eval.metric_path("ifeval"))``.
+"""
+
+import datasets
+import evaluate
+
+from hubtools.eval.metrics import ifeval_scores, summary
+
+_DESCRIPTION = __doc__
+_CITATION = """@article{tian2025notallcorrect, title={Not All Correct Answers Are Equal: Why Your
+Distillation Source Matters}, author={Tian, Xiaoyu and Ji, Yunjie and Wang, Haotian and Chen,
+Shuaiting and Zhao, Sitong and Peng, Yiping and Zhao, Han and Li, Xiangang}, journal={arXiv
+preprint arXiv:2505.14464}, year={2025}}"""
+_INPUTS = """\
+predictions: model outputs; references: JSON of IFEval rows {prompt, instruction_id_list,
+kwargs}. Returns strict_accuracy (the mean) and scores (per sample)."""
+
+
+@evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _INPUTS)
+class HubtoolsIfeval(evaluate.Metric):
+    def _info(self):
+        return evaluate.MetricInfo(
+            description=_DESCRIPTION,
+            citation=_CITATION,
+            inputs_description=_INPUTS,
+            features=datasets.Features(
+                {"predictions": datasets.Value("string"), "references": datasets.Value("string")}
+            ),
+        )
+
+    def _compute(self, predictions, references):
+        return summary(ifeval_scores(predictions, references), "strict_accuracy")

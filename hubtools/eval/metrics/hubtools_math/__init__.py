@@ -1,0 +1,1 @@
+"""The `hubtools_math` evaluate metric (see hubtools_math.py)."""

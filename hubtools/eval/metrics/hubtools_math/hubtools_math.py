@@ -1,0 +1,38 @@
+"""`hubtools_math`: an `evaluate` metric that scores with hubtools' own verifier.
+
+Math-Verify on the final answer (\\boxed{...} or a stated final answer), as hubtools' `math-
+verify` verifier scores AIME and MATH500: 1 when equivalent to the reference, else 0; several
+different boxed answers score 0.
+
+Load it offline with ``evaluate.load(hubtools.eval.metric_path("math"))``.
+"""
+
+import datasets
+import evaluate
+
+from hubtools.eval.metrics import math_scores, summary
+
+_DESCRIPTION = __doc__
+_CITATION = """@article{tian2025notallcorrect, title={Not All Correct Answers Are Equal: Why Your
+Distillation Source Matters}, author={Tian, Xiaoyu and Ji, Yunjie and Wang, Haotian and Chen,
+Shuaiting and Zhao, Sitong and Peng, Yiping and Zhao, Han and Li, Xiangang}, journal={arXiv
+preprint arXiv:2505.14464}, year={2025}}"""
+_INPUTS = """\
+predictions: model outputs (a <think> part is dropped); references: the reference answers
+(LaTeX or plain). Returns accuracy (the mean) and scores (per sample)."""
+
+
+@evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _INPUTS)
+class HubtoolsMath(evaluate.Metric):
+    def _info(self):
+        return evaluate.MetricInfo(
+            description=_DESCRIPTION,
+            citation=_CITATION,
+            inputs_description=_INPUTS,
+            features=datasets.Features(
+                {"predictions": datasets.Value("string"), "references": datasets.Value("string")}
+            ),
+        )
+
+    def _compute(self, predictions, references, timeout_s: int = 5):
+        return summary(math_scores(predictions, references, timeout_s), "accuracy")
