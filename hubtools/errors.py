@@ -10,7 +10,8 @@ Exit codes, the same for every verb (the README's table is this one):
 0     done
 1     the operation failed (a server, the Hub, a busy shard, an empty release)
 2     the command line, a config or an input file is wrong: fix it and re-run
-3     partial: some teachers finished, others stopped (``generate``)
+3     partial: some teachers finished, others stopped (``generate``); an eval wrote
+      results for what it stored (``eval``)
 130   interrupted (Ctrl-C); every stage resumes where it stopped
 ====  ==================================================================
 """
