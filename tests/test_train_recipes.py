@@ -108,6 +108,9 @@ def test_collated_batches_hold_the_loss_and_length_rules(release, monkeypatch, t
     assert len(long) == 1 and long[0]["num_tokens"] > args.max_length  # in the release, not read
     fits = [r for r in view if r["num_tokens"] <= args.max_length]
     assert dataset.num_rows == len(fits) == len(view) - 1 == 12
+    card = (release["release"] / "README.md").read_text(encoding="utf-8")
+    assert "## Training view (`sft/`)" in card and "| `sft/tokens-00512/` | 12 |" in card
+    assert "| `sft/tokens-04096/` | 1 |" in card and str(release["student"]) in card  # scorer
 
     tok = AutoTokenizer.from_pretrained(model_args.model_name_or_path)
     rows = {tok.apply_chat_template(r["prompt"], tokenize=False, add_generation_prompt=True): r
@@ -117,10 +120,11 @@ def test_collated_batches_hold_the_loss_and_length_rules(release, monkeypatch, t
     for batch in trainer.get_train_dataloader():
         ids, labels, pos = batch["input_ids"][0], batch["labels"][0], batch["position_ids"][0]
         starts = [*(pos == 0).nonzero().flatten().tolist(), len(ids)]
-        assert pos.tolist() == [i for a, b in zip(starts, starts[1:]) for i in range(b - a)]
+        spans = list(zip(starts, starts[1:], strict=False))
+        assert len(spans) > 1 and pos.tolist() == [i for a, b in spans for i in range(b - a)]
         with torch.no_grad():
             packed = model(**{k: v for k, v in batch.items() if k != "labels"}).logits[0]
-        for a, b in zip(starts, starts[1:]):
+        for a, b in spans:
             masked = (labels[a:b] == -100).tolist()
             cut = masked.index(False)  # the prompt, then the completion: one label span
             assert all(masked[:cut]) and not any(masked[cut:])
@@ -144,7 +148,8 @@ def test_collated_batches_hold_the_loss_and_length_rules(release, monkeypatch, t
 def _view(release: Path) -> list[dict]:
     import pyarrow.parquet as pq
 
-    return [r for f in sorted((release / "sft").rglob("*.parquet")) for r in pq.read_table(f).to_pylist()]
+    files = sorted((release / "sft").rglob("*.parquet"))
+    return [r for f in files for r in pq.read_table(f).to_pylist()]
 
 
 def test_lora_smoke_saves_an_adapter_that_changes_the_output(release, write_token, tmp_path,
@@ -189,19 +194,21 @@ def test_paper_recipes_parse_with_trl_and_say_the_papers_numbers():
         if rest:  # only the accelerate config goes to `accelerate launch`
             assert rest[0] == "--accelerate_config" and len(rest) == 2, rest
             launch = load_config_from_file(str(ROOT / rest[1]))
-            assert launch.distributed_type == "DEEPSPEED" and launch.deepspeed_config["zero_stage"] == 3
+            assert launch.distributed_type == "DEEPSPEED"
+            assert launch.deepspeed_config["zero_stage"] == 3
             devices = launch.num_processes
         assert devices == gpus
         batch = args.per_device_train_batch_size * devices * args.gradient_accumulation_steps
         assert batch == 64, name
-        assert (args.lr_scheduler_type, args.warmup_steps, args.num_train_epochs) == ("cosine", 0.05, 2)
+        schedule = (args.lr_scheduler_type, args.warmup_steps, args.num_train_epochs)
+        assert schedule == ("cosine", 0.05, 2)
         assert args.bf16 and args.max_length == 32768 and args.packing and args.completion_only_loss
         assert model_args.model_name_or_path == "Qwen/Qwen2.5-32B"
         assert args.learning_rate == (2e-4 if model_args.use_peft else 8e-5)
         assert model_args.use_peft == (gpus == 1)
         [mix] = data_args.datasets
-        folders = [re.fullmatch(r"hf://datasets/[\w.-]+/[\w.-]+@v\d+\.\d+\.\d+/sft/([\w-]+)/\*\.parquet", f)[1]
-                   for f in mix.data_files]  # fmt: skip
+        pinned = r"hf://datasets/[\w.-]+/[\w.-]+@v\d+\.\d+\.\d+/sft/([\w-]+)/\*\.parquet"
+        folders = [re.fullmatch(pinned, f)[1] for f in mix.data_files]
         assert folders == up_to(args.max_length)  # every length up to max_length, no longer
         row = (f"| `{name}` | {args.per_device_train_batch_size} | {devices} | "
                f"{args.gradient_accumulation_steps} | {batch} |")  # fmt: skip

@@ -39,6 +39,7 @@ FOLDER = "sft"
 BOUNDS = tuple(2**k for k in range(9, 18))  # 512 .. 131072
 OVER, UNKNOWN = "tokens-over", "tokens-unknown"
 _ROLE = {"human": "user", "assistant": "assistant"}
+PAGE = 512  # rows whose prompts are tokenized in one batch
 
 
 def bucket(num_tokens: int | None) -> str:
@@ -111,9 +112,11 @@ class PromptCounter:
             return None, f"the scorer's tokenizer {name} has no chat template"
         return cls(tokenizer, f"{name}/{gguf}" if gguf else name), None
 
-    def count(self, prompt: list[dict[str, str]]) -> int:
-        text = self.tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+    def count(self, prompts: list[list[dict[str, str]]]) -> list[int]:
+        """Token counts of many prompts, tokenized in one batch (the fast tokenizer's threads)."""
+        render = self.tokenizer.apply_chat_template
+        texts = [render(p, tokenize=False, add_generation_prompt=True) for p in prompts]
+        return [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
 
 @dataclass(slots=True)
@@ -126,28 +129,40 @@ class SftView:
     why_unknown: str | None
     rows: dict[str, int] = field(default_factory=dict)
     _writers: dict[str, Any] = field(default_factory=dict)
+    _page: list[tuple[dict[str, Any], int | None]] = field(default_factory=list)
 
     def add(
         self, row: dict[str, Any], category: str, query_id: str, score: ResponseScore | None
     ) -> None:
         prompt, completion = conversation(row)
-        num_tokens = None
-        if self.counter is not None and score is not None and score.scored_tokens:
-            num_tokens = self.counter.count(prompt) + score.scored_tokens
-        name = bucket(num_tokens)
-        writer = self._writers.get(name)
-        if writer is None:
-            writer = self._writers[name] = self.make_writer(self.staging / FOLDER / name)
-        sft = {"prompt": prompt, "completion": completion, "num_tokens": num_tokens,
+        response = score.scored_tokens if score is not None and self.counter is not None else 0
+        sft = {"prompt": prompt, "completion": completion, "num_tokens": None,
                "category": category, "query_id": query_id}  # fmt: skip
-        writer.add(sft, sum(len(t["content"]) for t in prompt + completion))
-        self.rows[name] = self.rows.get(name, 0) + 1
+        self._page.append((sft, response or None))
+        if len(self._page) >= PAGE:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Count the page's prompts in one batch, then route each row to its length folder."""
+        scored = [sft for sft, response in self._page if response]
+        counts = iter(self.counter.count([s["prompt"] for s in scored]) if scored else [])
+        for sft, response in self._page:
+            if response:
+                sft["num_tokens"] = next(counts) + response
+            name = bucket(sft["num_tokens"])
+            writer = self._writers.get(name)
+            if writer is None:
+                writer = self._writers[name] = self.make_writer(self.staging / FOLDER / name)
+            writer.add(sft, sum(len(t["content"]) for t in sft["prompt"] + sft["completion"]))
+            self.rows[name] = self.rows.get(name, 0) + 1
+        self._page = []
 
     def close(self) -> dict[str, Any]:
         """Close every folder; what the card shows. Once any row has a known length every
         length folder exists (an empty file where no row fell); else only what was written."""
         import pyarrow.parquet as pq
 
+        self._flush()
         known = any(name != UNKNOWN for name in self._writers)
         for name in buckets():
             if name in self._writers:
