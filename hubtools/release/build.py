@@ -5,6 +5,7 @@ Layout (what ``publish`` uploads, file for file)::
     README.md                                   the card (dataset_cards/ template)
     data/<category>/train-00000-of-00002.parquet  one config per category present
     assets/                                     figures, when there are any
+    sft/tokens-NNNNN/train-00000-of-00001.parquet  the training view (``release/sft.py``)
 
 The ``all`` config reads every category's files (its ``data_files`` lists them), so no
 row is stored twice. Every file has the one ``RELEASE_SCHEMA``. Rows stream from the
