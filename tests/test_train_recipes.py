@@ -123,7 +123,8 @@ def test_collated_batches_hold_the_loss_and_length_rules(release, monkeypatch, t
         spans = list(zip(starts, starts[1:], strict=False))
         assert len(spans) > 1 and pos.tolist() == [i for a, b in spans for i in range(b - a)]
         with torch.no_grad():
-            packed = model(**{k: v for k, v in batch.items() if k != "labels"}).logits[0]
+            inputs = {k: v for k, v in batch.items() if k != "labels"}
+            packed = model(**inputs, use_cache=False).logits[0]  # as SFTTrainer.compute_loss
         for a, b in spans:
             masked = (labels[a:b] == -100).tolist()
             cut = masked.index(False)  # the prompt, then the completion: one label span
@@ -133,7 +134,7 @@ def test_collated_batches_hold_the_loss_and_length_rules(release, monkeypatch, t
             assert answer == row["completion"][0]["content"] + "<|im_end|>\n"
             assert b - a == row["num_tokens"]  # the release's length is TRL's length
             with torch.no_grad():
-                alone = model(input_ids=ids[None, a:b]).logits[0]
+                alone = model(input_ids=ids[None, a:b], use_cache=False).logits[0]
             torch.testing.assert_close(packed[a:b], alone, atol=1e-4, rtol=1e-4)
             seen.append(row)
     assert sorted(r["query_id"] for r in seen) == sorted(r["query_id"] for r in fits)
