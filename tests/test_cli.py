@@ -145,7 +145,7 @@ def test_publish_hub_local_counts_every_file_and_says_how_to_reach_the_hub(tmp_p
     listed = [line.split()[0] for line in plan.stdout.splitlines() if line.startswith("  ")]
     listed = [action for action in listed if action in ("add", "update", "delete")]
     summary = re.search(r"first version; (\d+) added", plan.stdout)
-    assert summary and int(summary[1]) == len(listed) == 3, plan.stdout  # README + 2 configs
+    assert summary and int(summary[1]) == len(listed) == 4, plan.stdout  # README, 2 configs, sft
     done = hubtools(*args, env=env)
     assert done.returncode == 0, done.stderr
     port = re.search(r"--port (\d+) &", done.stdout)[1]

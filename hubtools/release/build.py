@@ -5,6 +5,7 @@ Layout (what ``publish`` uploads, file for file)::
     README.md                                   the card (dataset_cards/ template)
     data/<category>/train-00000-of-00002.parquet  one config per category present
     assets/                                     figures, when there are any
+    sft/tokens-NNNNN/train-00000-of-00001.parquet  the training view (``release/sft.py``)
 
 The ``all`` config reads every category's files (its ``data_files`` lists them), so no
 row is stored twice. Every file has the one ``RELEASE_SCHEMA``. Rows stream from the
@@ -36,6 +37,7 @@ from hubtools.quality.filters import QualityConfig, check_scored
 from hubtools.records import PASS_THRESHOLD, RELEASE_SCHEMA, Category
 from hubtools.release.filtering import ReleaseFilters, RemovedWriter, page_scores
 from hubtools.release.rows import QueryIndex, passed_in_all, release_row, row_ppl, with_queries
+from hubtools.release.sft import PromptCounter, SftView, sft_schema
 from hubtools.release.stats import CategoryStats, Funnel, read_funnel_file, teacher_funnel
 from hubtools.run import AttemptStore, Run, TeacherCounts
 from hubtools.run.lock import sweep
@@ -57,6 +59,7 @@ class BuildResult:
     bytes: int
     seconds: float
     funnel: dict[str, Any] = field(default_factory=dict)
+    sft: dict[str, int] = field(default_factory=dict)  # rows per length folder of sft/
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -89,8 +92,11 @@ def _use_returning_memory_pool() -> pa.MemoryPool:
 class _ShardWriter:
     """Parquet shards of one config: row groups flushed as they fill, shards rolled by size."""
 
-    def __init__(self, folder: Path, max_bytes: int, max_rows: int | None):
+    def __init__(
+        self, folder: Path, max_bytes: int, max_rows: int | None, schema: pa.Schema | None = None
+    ):
         self.folder, self.max_bytes, self.max_rows = folder, max_bytes, max_rows
+        self.schema = schema or RELEASE_SCHEMA
         self.group_rows = min(ROW_GROUP_ROWS, max_rows or ROW_GROUP_ROWS)
         self.group_bytes = max(1, min(ROW_GROUP_BYTES, max_bytes // 4))
         self.parts: list[Path] = []
@@ -114,9 +120,9 @@ class _ShardWriter:
             path = self.folder / f".part-{len(self.parts):05d}.parquet"
             self.parts.append(path)
             self._sink = pa.OSFile(str(path), "wb")
-            self._writer = pq.ParquetWriter(self._sink, RELEASE_SCHEMA, compression="zstd")
+            self._writer = pq.ParquetWriter(self._sink, self.schema, compression="zstd")
             self._shard_rows = 0
-        self._writer.write_table(pa.Table.from_pylist(self._buffer, schema=RELEASE_SCHEMA))
+        self._writer.write_table(pa.Table.from_pylist(self._buffer, schema=self.schema))
         self._shard_rows += len(self._buffer)
         self._buffer, self._buffer_bytes = [], 0
         full_rows = self.max_rows is not None and self._shard_rows >= self.max_rows
@@ -210,12 +216,17 @@ def build(
         index = QueryIndex(opened, staging / ".queries.sqlite")
         filters = ReleaseFilters(config, store, [teacher, *others], threshold, staging, progress)
         removed = RemovedWriter(opened.path, teacher) if filters.active else None
+        view = SftView(
+            staging,
+            lambda folder: _ShardWriter(folder, max_shard_bytes, max_shard_rows, sft_schema()),
+            *PromptCounter.for_run(opened.config),
+        )
         try:
             stats, writers, sources, model, scoring = _write_rows(
                 store, index, teacher=teacher, others=others, threshold=threshold,
                 section=section, staging=staging, max_bytes=max_shard_bytes,
                 max_rows=max_shard_rows, progress=progress, total=counts[teacher].passed,
-                filters=filters, removed=removed,
+                filters=filters, removed=removed, view=view,
             )  # fmt: skip
             funnel = _funnel(opened, store.path, index, teacher, others, threshold, stats)
             removed_path = removed.close() if removed is not None else None
@@ -230,6 +241,7 @@ def build(
                 removed.abort()
         (staging / ".queries.sqlite").unlink(missing_ok=True)
         files = {name: w.close() for name, w in writers.items()}
+        sft = view.close()
         rows = {name: stats[name].rows for name in files}
         rows = {ALL: sum(rows.values()), **rows}
         dropped = sum(funnel.quality.get("removed_rows", {}).values())
@@ -256,7 +268,7 @@ def build(
         figures = _teacher_figures(opened, compared, threshold, staging, excluded, progress)
         write_card(
             staging, opened, teacher, others, files, stats, funnel, threshold, options, sources,
-            figures=figures,
+            figures=figures, sft=sft,
         )  # fmt: skip
         _move_into_place(staging, out)
     finally:
@@ -273,6 +285,7 @@ def build(
         bytes=sum(p.stat().st_size for p in written),
         seconds=time.monotonic() - started,
         funnel=funnel.to_dict(),
+        sft=sft.get("rows", {}),
     )
 
 
@@ -317,6 +330,7 @@ def _write_rows(
     total: int,
     filters: ReleaseFilters,
     removed: RemovedWriter | None,
+    view: SftView,
 ) -> tuple[dict[str, CategoryStats], dict[str, _ShardWriter], set[str], str | None, dict]:
     """Stream the passed rows through the quality filters into per-category shards:
     (stats, writers, sources, model, scoring: where the released ppl and tokens came from)."""
@@ -367,6 +381,7 @@ def _write_rows(
         size = sum(len(t["value"]) for t in row["conversations"]) + len(row["system"])
         writer.add(row, 2 * size)  # think/answer_content repeat the final turn's text
         stats[category].add(tokens, len(final["value"]), final["info"]["ppl"])
+        view.add(row, category, query.query_id, score)
     bar.close()
     order = [c.value for c in Category if c.value in writers]
     model = models.most_common(1)[0][0] if models else None

@@ -162,6 +162,7 @@ def write_card(
     options: CardOptions,
     sources: set[str],
     figures: dict[str, Any] | None = None,
+    sft: dict[str, Any] | None = None,
 ) -> Path:
     """Render README.md into the release folder; ``figures``: the teacher comparison
     (``hubtools analyze``'s report, linking ``assets/``) of a parallel release."""
@@ -208,6 +209,7 @@ def write_card(
         "version": None,
         "history": [],
         "figures": figures,
+        "sft": sft,
     }
     text = environment().get_template(f"{name}.md.j2").render(**context)
     card = DatasetCard(text)  # parses the YAML back: a template that breaks it fails here
