@@ -214,13 +214,42 @@ def test_kill_9_mid_eval_then_resume(seeded_benchmarks, tmp_path):  # noqa: F811
 
 def stored(database: Path, rows: bool = False):
     """Samples committed to the run's store, as (benchmark, problem, sample)."""
-    if not database.exists():
-        return set() if rows else 0
-    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as conn:
+    if not rows:  # polled while the eval writes: a database being created reads as empty
+        try:
+            with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as conn:
+                return conn.execute("SELECT COUNT(*) FROM attempts").fetchone()[0]
+        except sqlite3.OperationalError:
+            return 0
+    with sqlite3.connect(database) as conn:  # its writer is dead
         found = conn.execute("SELECT query_id, attempt FROM attempts").fetchall()
-    if not rows:
-        return len(found)
     index = {}
     for prompt, (name, i, _, _) in Scripted().problems.items():
         index[query_id_for([{"role": "user", "content": prompt}])] = (name, i)
     return {(*index[qid], attempt) for qid, attempt in found}
+
+
+def test_endpoint_down_midway_scores_what_is_stored_then_resumes(seeded_benchmarks, tmp_path):  # noqa: F811
+    scripted, up = Scripted(), {"answers": 3}
+
+    def respond(body):
+        if len(scripted.asked) >= up["answers"]:
+            return Fault(503, {"error": "down for maintenance"})
+        return scripted(body)
+
+    config = tmp_path / "eval.yaml"
+    with ChatServer(respond) as chat:
+        config.write_text(
+            f"endpoint: {chat.url}\nmodel: student\nbenchmarks: {{aime_2024: {{samples: 2}}}}\n"
+            f"out: {tmp_path / 'eval'}\nlimit: 3\nmax_new_tokens: {MAX_NEW}\n"
+            "max_concurrency: 1\ndown_after_s: 1\n"
+        )
+        first = evaluate(resolve_settings(config=config), progress=False)
+        aime = first.results["benchmarks"]["aime_2024"]
+        assert not first.complete and "down for maintenance" in first.stopped[0]
+        assert (aime["samples"], aime["complete"]) == (3, False)
+        saved = json.loads((tmp_path / "eval" / "results.json").read_text())
+        assert saved["benchmarks"]["aime_2024"]["complete"] is False
+        up["answers"] = 99
+        assert evaluate(resolve_settings(config=config), progress=False).complete
+    check(json.loads((tmp_path / "eval" / "results.json").read_text()), "aime_2024", 2)
+    assert len(scripted.asked) == len(set(scripted.asked)) == 6

@@ -10,7 +10,7 @@ Command-line values override the config file, which overrides the defaults.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -39,7 +39,7 @@ _PER_BENCHMARK = ("samples", "temperature", "top_p", "max_new_tokens", "system_p
 _KEYS = {
     "endpoint", "model", "benchmarks", "out", "samples", "temperature", "top_p",
     "max_new_tokens", "system_prompt", "limit", "api_key_env", "max_concurrency",
-    "request_timeout_s",
+    "request_timeout_s", "down_after_s",
 }  # fmt: skip
 
 
@@ -67,8 +67,8 @@ class EvalSettings:
     limit: int | None = None
     api_key_env: str | None = None
     max_concurrency: int = 256
-    request_timeout_s: float = 3600.0
-    extra: dict[str, Any] = field(default_factory=dict)
+    request_timeout_s: float = 3600.0  # longest wait for one whole answer
+    down_after_s: float = 600.0  # an endpoint failing this long stops the eval (exit 3)
 
     def public_endpoint(self) -> str:
         return public_url(self.endpoint)
@@ -94,9 +94,9 @@ def resolve_settings(*, config: Path | None = None, **given: Any) -> EvalSetting
     """The command line over the config file over the defaults; every mistake one line."""
     data: dict[str, Any] = _read_config(config) if config is not None else {}
     where = str(config) if config is not None else "the command line"
-    for key, value in given.items():
-        if value is not None:
-            data[key] = value
+    from_file = dict(data)
+    cli = {key: value for key, value in given.items() if value is not None}
+    data.update(cli)
     for key in ("endpoint", "model", "benchmarks", "out"):
         if data.get(key) in (None, ""):
             raise UsageError(f"give --{key.replace('_', '-')} (or '{key}:' in --config)")
@@ -106,24 +106,40 @@ def resolve_settings(*, config: Path | None = None, **given: Any) -> EvalSetting
         raise UsageError(f"--endpoint must be an http(s) URL, got {public_url(str(endpoint))!r}")
     if not isinstance(data["model"], str):
         raise UsageError(f"{where}: model must be the served model's name")
-    overrides = _benchmark_overrides(data["benchmarks"], where)
-    samples = _parse_samples(data.get("samples"), list(overrides), where)
+    # A benchmark's own settings in the file apply when the command line selects it too.
+    own_in_file = (
+        _benchmark_overrides(from_file["benchmarks"], where)
+        if isinstance(from_file.get("benchmarks"), dict) else {}
+    )  # fmt: skip
+    selected = _benchmark_overrides(data["benchmarks"], where)
+    overrides = {name: own or own_in_file.get(name, {}) for name, own in selected.items()}
+    names = list(overrides)
+    file_samples = _parse_samples(from_file.get("samples"), list(BENCHMARKS), where)
+    cli_samples = _parse_samples(cli.get("samples"), names, "the command line")
     benchmarks = []
     for name, own in overrides.items():
-        values = {k: data[k] for k in _PER_BENCHMARK if k in data and k != "samples"}
+        # defaults < the file's global keys < the file's benchmark keys < the command line
+        values = {k: from_file[k] for k in _PER_BENCHMARK if k in from_file and k != "samples"}
         values.setdefault("suffix", DEFAULT_SUFFIX.get(name))
-        values.update(own)
-        values["samples"] = own.get("samples", samples.get(name, DEFAULT_SAMPLES[name]))
+        values.update({k: v for k, v in own.items() if k != "samples"})
+        values.update({k: cli[k] for k in _PER_BENCHMARK if k in cli and k != "samples"})
+        values["samples"] = cli_samples.get(
+            name, own.get("samples", file_samples.get(name, DEFAULT_SAMPLES[name]))
+        )
         benchmarks.append(_check_benchmark(BenchmarkSettings(name, **values), where))
     settings = EvalSettings(
         endpoint=str(endpoint), model=data["model"], out=Path(data["out"]), benchmarks=benchmarks,
-        **{k: data[k] for k in ("limit", "api_key_env", "max_concurrency", "request_timeout_s")
-           if k in data},
+        **{k: data[k] for k in ("limit", "api_key_env", "max_concurrency", "request_timeout_s",
+                                "down_after_s") if k in data},
     )  # fmt: skip
     for key, low in (("limit", 1), ("max_concurrency", 1)):
         value = getattr(settings, key)
         if value is not None and not (_is_int(value) and value >= low):
             raise UsageError(f"{where}: {key} must be an integer >= {low}, got {value!r}")
+    for key in ("request_timeout_s", "down_after_s"):
+        value = getattr(settings, key)
+        if not (_is_number(value) and value > 0):
+            raise UsageError(f"{where}: {key} must be a number of seconds > 0, got {value!r}")
     if settings.api_key_env is not None and not isinstance(settings.api_key_env, str):
         raise UsageError(f"{where}: api_key_env must be the name of an environment variable")
     return settings
@@ -191,7 +207,10 @@ def _parse_samples(value: Any, names: list[str], where: str) -> dict[str, int]:
         raise UsageError(f"{where}: samples must be a number or a mapping benchmark -> number")
     for name in value:
         if name not in names:
-            raise UsageError(f"--samples names {name!r}, which is not in --benchmarks")
+            raise UsageError(
+                f"{where}: samples names {name!r}, not one of the benchmarks evaluated "
+                f"({', '.join(names)})"
+            )
     return value
 
 

@@ -140,6 +140,7 @@ def _configs(settings: EvalSettings, bench: BenchmarkSettings):
     config = GenerateConfig(
         teachers=[teacher], sampling=sampling, system_prompt=bench.system_prompt,
         max_attempts=bench.samples, threshold=results_file.PASS_SCORE, sample_all=True,
+        down_after_s=settings.down_after_s,
     )  # fmt: skip
     return teacher, config
 
