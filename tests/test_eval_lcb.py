@@ -203,6 +203,7 @@ def test_paper_date_window():
     kept = [r for r in rows if in_window(r)]
     assert {r["contest_date"][:7] for r in kept} == {"2024-10", "2024-11", "2024-12", "2025-01"}
     assert len(kept) == 166  # 53 + 57 + 49 + 7 of the 279 (2024-08 to 2025-01)
-    assert in_window({"contest_date": "2025-02-28T23:59:00"})
-    assert not in_window({"contest_date": "2025-03-01T00:00:00"})
+    assert in_window({"contest_date": "2025-01-31T23:59:00"})
+    assert in_window({"contest_date": "2024-10-01T00:00:00"})
+    assert not in_window({"contest_date": "2025-02-01T00:00:00"})  # after v5
     assert not in_window({"contest_date": "2024-09-30T23:59:00"})
