@@ -13,6 +13,7 @@ import json
 import os
 import pickle
 import zlib
+from pathlib import Path
 
 import pytest
 from conftest import shared_path
@@ -203,6 +204,63 @@ def test_paper_date_window():
     kept = [r for r in rows if in_window(r)]
     assert {r["contest_date"][:7] for r in kept} == {"2024-10", "2024-11", "2024-12", "2025-01"}
     assert len(kept) == 166  # 53 + 57 + 49 + 7 of the 279 (2024-08 to 2025-01)
-    assert in_window({"contest_date": "2025-02-28T23:59:00"})
-    assert not in_window({"contest_date": "2025-03-01T00:00:00"})
+    assert in_window({"contest_date": "2025-01-31T23:59:00"})
+    assert in_window({"contest_date": "2024-10-01T00:00:00"})
+    assert not in_window({"contest_date": "2025-02-01T00:00:00"})  # after v5
     assert not in_window({"contest_date": "2024-09-30T23:59:00"})
+
+
+def test_hubtools_eval_on_livecodebench_rows(fresh_hub, tmp_path, needs_sandbox):
+    """The rows in a Hub repo laid out as the real one (JSONL files beside a loading script),
+    through `hubtools eval`: the window, the prompt, decoded private tests, avg@k by hand."""
+    import os
+    import subprocess
+    import sys
+    import threading
+
+    from huggingface_hub import CommitOperationAdd, HfApi
+
+    from tests.servers.chat_server import ChatServer, Reply
+
+    fresh_hub.start()
+    token = fresh_hub.token("lcb", "livecodebench", write=True)
+    stdin, func = stdin_row(), functional_row()
+    stdin["contest_date"], func["contest_date"] = "2024-11-02T00:00:00", "2025-01-04T18:30:00"
+    old = {**stdin_row(), "question_id": "abc300_a", "question_content": "Old problem."}
+    rows = "".join(json.dumps(r) + "\n" for r in (stdin, func, old))
+    api = HfApi(endpoint=fresh_hub.url, token=token)
+    repo = "livecodebench/code_generation_lite"
+    api.create_repo(repo, repo_type="dataset")
+    api.create_commit(repo, repo_type="dataset", commit_message="rows", operations=[
+        CommitOperationAdd("test5.jsonl", rows.encode()),
+        CommitOperationAdd("code_generation_lite.py", b"raise RuntimeError('a script')\n"),
+    ])  # fmt: skip
+    # Per problem: the first sample asked is right, the second wrong (stdin) or right (func).
+    answers = {lcb_prompt(stdin): [STDIN_RIGHT, STDIN_PUBLIC_ONLY],
+               lcb_prompt(func): [FUNC_RIGHT, FUNC_RIGHT]}  # fmt: skip
+    asked: list[str] = []
+    lock = threading.Lock()
+
+    def respond(body: dict) -> Reply:
+        prompt = body["messages"][-1]["content"]
+        with lock:
+            n = sum(p == prompt for p in asked)
+            asked.append(prompt)
+        return Reply(f"<think>Plan.</think>{answers[prompt][n]}", completion_tokens=100)
+
+    out = tmp_path / "eval"
+    env = {**os.environ, "HF_ENDPOINT": fresh_hub.url, "HF_TOKEN": token,
+           "HF_HUB_DISABLE_XET": "1", "HF_HOME": str(tmp_path / "hf-home"),
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}  # fmt: skip
+    with ChatServer(respond) as chat:
+        done = subprocess.run(
+            [sys.executable, "-m", "hubtools", "eval", "--endpoint", chat.url, "--model", "m",
+             "--benchmarks", "livecodebench", "--samples", "2", "--out", str(out), "--quiet"],
+            env=env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert sorted(set(asked)) == sorted(answers)  # the out-of-window row was never asked
+    lcb = json.loads((out / "results.json").read_text())["benchmarks"]["livecodebench"]
+    assert lcb["problems"] == 2 and lcb["samples_per_problem"] == 2
+    assert lcb["avg_at_k"] == pytest.approx((1 / 2 + 2 / 2) / 2)
+    assert lcb["verifier"] == "code-sandbox" and lcb["dataset"] == repo

@@ -20,6 +20,7 @@ from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData, metadat
 from queries_support import seeded_benchmarks  # noqa: F401
 
 from hubtools.errors import PublishError, UsageError
+from hubtools.eval.compare import compare
 from hubtools.eval.push import SOURCE_NAME, push_results
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -179,3 +180,7 @@ def test_eval_cli_pushes_each_benchmark(seeded_benchmarks, repo, write_token, tm
     assert (
         write_token not in open(HfApi(token=write_token).hf_hub_download(repo, "README.md")).read()
     )
+    # The same folders, compared: the core's real results.json read by `eval compare`.
+    table = compare([tmp_path / "math500", tmp_path / "aime_2024"]).markdown
+    want = 100 * hand_results("math500", 4)["avg_at_k"]
+    assert f"| MATH500 (avg@4) | {want:.1f} ± " in table and "student (math500)" in table

@@ -36,7 +36,10 @@ from hubtools.records import Category, Query
 
 DATASET = "livecodebench/code_generation_lite"
 RELEASE = "release_v5"
-# The paper's window (v5, 2024-10 to 2025-02): whole months, both ends included.
+# The paper's window, "v5, 2024-10 to 2025-02", in LiveCodeBench's own convention: both
+# ends are month starts and the end is excluded (2024-10-01 <= contest_date < 2025-02-01).
+# That end is release_v5's: the repo's newer files (test6.jsonl, read by the test*.jsonl
+# pattern) hold only later contests, so the window also keeps the problems to v5's.
 WINDOW = ("2024-10", "2025-02")
 ALL_TESTS = 1_000_000  # SandboxConfig.max_tests that runs every case of any problem
 MAX_DECODED_BYTES = 1 << 30  # the largest v5 private test set is ~100 MB decoded
@@ -189,11 +192,12 @@ def _month_start(month: str) -> date:
 
 
 def in_window(row: dict[str, Any], window: tuple[str, str] = WINDOW) -> bool:
-    """Whether the row's ``contest_date`` falls in the months ``window`` (both included)."""
+    """Whether the row's ``contest_date`` is in ``window``: from its first month's start up to
+    (not including) its second month's start, as LiveCodeBench's time windows are given."""
     start, end = _month_start(window[0]), _month_start(window[1])
     stamp = row["contest_date"]
     day = stamp.date() if isinstance(stamp, datetime) else date.fromisoformat(str(stamp)[:10])
-    return start <= day and (day.year, day.month) <= (end.year, end.month)
+    return start <= day < end
 
 
 def lcb_query(row: dict[str, Any], *, system_prompt: str | None = None) -> Query:

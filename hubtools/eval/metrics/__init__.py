@@ -81,7 +81,7 @@ def code_scores(
     predictions: list[str],
     references: list[Any],
     *,
-    max_tests: int = 1000,
+    max_tests: int = 1_000_000,
     language: str = "python",
 ) -> list[float]:
     """References: each problem's tests in hubtools' format (README, `code` queries), JSON or

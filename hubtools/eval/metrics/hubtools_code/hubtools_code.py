@@ -35,7 +35,9 @@ class HubtoolsCode(evaluate.Metric):
             ),
         )
 
-    def _compute(self, predictions, references, max_tests: int = 1000, language: str = "python"):
+    def _compute(
+        self, predictions, references, max_tests: int = 1_000_000, language: str = "python"
+    ):
         return summary(
             code_scores(predictions, references, max_tests=max_tests, language=language), "accuracy"
         )
