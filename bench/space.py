@@ -379,7 +379,6 @@ PAGE_SIZE = 20
 def naive(teachers: list[str], pages: list[int]) -> dict:
     """``load_dataset`` + ``to_pandas`` per teacher, columns derived once; then the page."""
     t0 = time.monotonic()
-    import pandas as pd
     from datasets import load_dataset
 
     frames = {}
@@ -498,7 +497,7 @@ def main() -> None:
     mine = results.setdefault(str(args.rows), {})
     mine.update({"data": made, "machine": machine()})
     with Hub(cache / "hub") as hub:
-        for kind in args.kinds.split(","):
+        for kind in [k for k in args.kinds.split(",") if k]:
             home = cache / f"hf-{kind}"
             shutil.rmtree(home, ignore_errors=True)
             for phase in ("cold", "warm"):
