@@ -423,7 +423,38 @@ def naive(teachers: list[str], pages: list[int]) -> dict:
     return out
 
 
-CHILDREN = {"naive": naive}
+def space(teachers: list[str], pages: list[int]) -> dict:
+    """``hubtools.space``'s reader: the index from the Hub (or its disk cache), then SQL."""
+    t0 = time.monotonic()
+    from hubtools.space.reader import SpaceData
+
+    cache = Path(os.environ["HF_HOME"]) / "space-cache"
+    data = SpaceData([f"{repo_of(t)}@v{VERSION}" for t in teachers], cache_dir=cache,
+                     log=lambda *a: print(*a, file=sys.stderr))  # fmt: skip
+    data.overview()
+    facets = data.facets()
+    out = {"startup_s": time.monotonic() - t0, "rows": facets.get("rows")}
+    first = data.labels[0]
+    for page in pages:
+        t1 = time.monotonic()
+        got = data.page(text=FILTER["text"], category=FILTER["category"], release=first,
+                        score=(FILTER["min_score"], None),
+                        chars=(FILTER["min_chars"], FILTER["max_chars"]),
+                        page=page, page_size=PAGE_SIZE)  # fmt: skip
+        out[f"page{page}_s"] = time.monotonic() - t1
+        out["matches"] = got.total
+        out[f"page{page}_ids"] = [item["query_id"] for item in got.items]
+    qid = out[f"page{pages[0]}_ids"][len(out[f"page{pages[0]}_ids"]) // 2]
+    t2 = time.monotonic()
+    opened = data.query(qid)
+    out["open_s"] = time.monotonic() - t2
+    out["opened"] = qid
+    out["opened_keys"] = sorted(opened) if isinstance(opened, dict) else str(type(opened))
+    out["cache_bytes"] = sum(p.stat().st_size for p in cache.rglob("*") if p.is_file())
+    return out
+
+
+CHILDREN = {"naive": naive, "space": space}
 
 
 def measure(kind: str, teachers: list[str], env: dict[str, str], limit_gb: float,
@@ -477,11 +508,22 @@ def machine() -> dict:
             "loadavg": os.getloadavg()}  # fmt: skip
 
 
+def _available_gb() -> float:
+    """MemAvailable: this machine is shared, a child must not push others out."""
+    meminfo = Path("/proc/meminfo").read_text()
+    return int(meminfo.split("MemAvailable:")[1].split()[0]) / 1024**2
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="queries per teacher")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/hubtools-bench-space"))
-    parser.add_argument("--limit-gb", type=float, default=12.0, help="kill a child above this")
+    parser.add_argument(
+        "--limit-gb",
+        type=float,
+        default=None,
+        help="kill a child above this RSS (default: available RAM - 4 GB)",
+    )
     parser.add_argument("--kinds", default="naive,space")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "space.json")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -501,7 +543,9 @@ def main() -> None:
             home = cache / f"hf-{kind}"
             shutil.rmtree(home, ignore_errors=True)
             for phase in ("cold", "warm"):
-                got = measure(kind, list(TEACHERS), hub.env(home), args.limit_gb, pages)
+                limit = args.limit_gb or min(16.0, _available_gb() - 4)
+                got = measure(kind, list(TEACHERS), hub.env(home), limit, pages)
+                got["rss_limit_gb"] = limit
                 mine[f"{kind}_{phase}"] = got
                 print(kind, phase, json.dumps(got)[:400], flush=True)
                 args.out.write_text(json.dumps(results, indent=2) + "\n")
