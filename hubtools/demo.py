@@ -61,7 +61,9 @@ class DemoResult:
             f"read it back with the official clients:\n"
             + "".join(f"  {line}\n" for line in reach)
             + f'  python -c "from datasets import load_dataset; '
-            f"print(load_dataset('{self.repo_id}', 'all', revision='{self.tag}'))\""
+            f"print(load_dataset('{self.repo_id}', 'all', revision='{self.tag}'))\"\n"
+            f"inspect it in the Space (with the local Hub serving, see above):\n"
+            f"  hubtools space run --datasets {self.repo_id}@{self.tag} --endpoint {self.endpoint}"
         )
 
 

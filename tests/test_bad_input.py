@@ -251,6 +251,18 @@ CASES = [
          absent=["{new}"]),
     case("analyze-nothing-passed", "analyze {failedrun} --teachers t1 --out {new}", code=FAILED,
          absent=["{new}"]),
+    # -- space: the datasets are checked before anything is written or served
+    case("space-deploy-bad-spec", "space deploy --repo acme/viewer --datasets 'not a spec'"),
+    case("space-deploy-bad-repo", "space deploy --repo acme/x..y --datasets acme/a@v1.0.0"),
+    case("space-deploy-dataset-twice", "space deploy --repo acme/v --datasets acme/a@v1,acme/a@v1"),
+    case("space-deploy-endpoint-not-a-url", "space deploy --repo acme/v --datasets acme/a@v1 "
+         "--endpoint notaurl"),
+    case("space-deploy-hub-unreachable", "space deploy --repo acme/v --datasets acme/a@v1 "
+         "--endpoint http://127.0.0.1:9", code=FAILED),
+    case("space-run-bad-spec", "space run --datasets acme"),
+    case("space-run-port-out-of-range", "space run --datasets acme/a@v1 --port 99999"),
+    case("space-run-hub-unreachable", "space run --datasets acme/a@v1 --endpoint "
+         "http://127.0.0.1:9", code=FAILED),
     # -- demo
     case("demo-root-is-a-file", "demo --root {file}"),
     case("demo-root-under-a-file", "demo --root {file}/hub"),

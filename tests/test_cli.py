@@ -71,6 +71,7 @@ def test_demo_publishes_and_reads_back(tmp_path):
     assert "published local/hubtools-demo@v1.0.0" in out.stdout
     assert "all: 4 rows" in out.stdout and "math: 2 rows" in out.stdout
     assert "1 failed verification" in out.stdout  # the wrong math answer (Math-Verify)
+    assert "hubtools space run --datasets local/hubtools-demo@v1.0.0 --endpoint" in out.stdout
     # The embedded Hub was started for the command only, and stopped after it.
     assert not (tmp_path / "hub" / "server.json").exists()
     again = hubtools("demo", "--root", str(tmp_path / "hub"))  # idempotent on a second run

@@ -5,7 +5,7 @@ becomes one line on stderr and a non-zero exit code, never a traceback. One modu
 group of verbs registers them on the apps of ``_app``.
 """
 
-from hubtools.cli import hub, queries, stages, release  # noqa: F401, I001  (pipeline order)
+from hubtools.cli import hub, queries, stages, release, space  # noqa: F401, I001  (pipeline order)
 from hubtools.cli._app import app, main
 
 __all__ = ["app", "main"]

@@ -27,6 +27,10 @@ queries_app = typer.Typer(help="Build the query set of a run.", **_PLAIN)
 app.add_typer(hub_app, name="hub")
 hub_app.add_typer(token_app, name="token")
 app.add_typer(queries_app, name="queries")
+space_app = typer.Typer(
+    help="The Gradio Space that shows parallel datasets side by side.", **_PLAIN
+)
+app.add_typer(space_app, name="space")
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,592 @@
+"""The Space's data layer: hubtools releases read lazily from the Hub, joined by query id.
+
+SELF-CONTAINED on purpose: it imports only the standard library, pyarrow, numpy and
+huggingface_hub, because ``hubtools space deploy`` copies this file into the Space repo
+(as ``space_reader.py``) where hubtools is not installed.
+
+Public API (stable; the Space app and bench/space.py use only this)::
+
+    data = SpaceData(["acme/ds-r1@v1.0.0", "acme/ds-qwq@v1.0.0"],
+                     endpoint=None, token=None, cache_dir=None, log=print)
+    data.labels                      # one label per release (its teacher), in order
+    data.releases                    # [Release(repo, revision, sha, label, readme, stats, ...)]
+    data.overview()                  # per release: rows per config, card sections (Markdown)
+    data.facets()                    # {"categories": [...], "sources": [...], "rows": N}
+    data.page(text="", category=None, source=None, release=None, score=(lo, hi),
+              chars=(lo, hi), ppl=(lo, hi), page=0, page_size=20)
+                                     # -> Page(total, items=[{query_id, category, source,
+                                     #    snippet, rows: {label: {score, ppl, think_chars,
+                                     #    answer_chars, truncated} | None}}])
+    data.query(query_id)             # every release's full row of that query (or None)
+    data.distributions(category)     # {label: {"score", "ppl", "think_chars",
+                                     #           "answer_chars": numpy arrays}}
+    data.asset(label, "fig4_tokens_box.png")  # local path of a file under assets/, or None
+
+How it scales: start-up reads each release's README.md (card data, funnel and
+verification tables) and ``assets/stats.json`` (what ``analyze`` computed), then builds
+an on-disk SQLite index once per set of commits (cached under ``cache_dir``; a later
+start with the same revisions reuses it). The index is built a Parquet row group at a
+time with column projection: ``query_id``, the turns' ``from``/``value`` and the small
+``info`` fields (category, source, verify_score, ppl); ``think_content`` and
+``answer_content`` are never read for the index, and no more than one row group's text
+is in memory. It keeps per row the numbers above, the think/answer lengths, whether
+the answer is truncated, and where the row lives (file, row group, offset); per query a
+300-character snippet and an FTS5 full-text index of the prompt. Pages are SQL over that
+index; ``query`` reads one row group of each release (through ``HfFileSystem``'s
+range requests) and keeps the one row.
+
+Join key: the ``query_id`` column the release carries. Releases built before it existed
+have none; their key is derived from the prompt as hubtools derives query ids: blake2b
+(128 bits) of the JSON ``[[role, NFKC-and-whitespace-normalised text], ...]`` of the
+turns before the final answer (``system`` left out). It equals the real id for queries
+without a system turn, so old and new releases of one run still line up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import sqlite3
+import threading
+import time
+import unicodedata
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+INDEX_VERSION = 1
+SNIPPET = 300
+_SPEC = re.compile(r"^(?P<repo>[\w.-]+/[\w.-]+)(?:@(?P<revision>[^@\s]+))?$")
+_ROLE = {"human": "user", "user": "user", "assistant": "assistant", "gpt": "assistant"}
+_TEACHER = re.compile(r"\(teacher `([^`]+)`\)")
+_SECTIONS = ("Teacher and sampling", "How it was made", "Quality filters", "Verification",
+             "Statistics")  # fmt: skip
+_INDEX_COLUMNS = [
+    "conversations.list.element.from",
+    "conversations.list.element.value",
+    "conversations.list.element.info.category",
+    "conversations.list.element.info.source",
+    "conversations.list.element.info.verify_score",
+    "conversations.list.element.info.ppl",
+]
+
+
+class SpaceDataError(Exception):
+    """A release that cannot be read (missing, private without a token, not hubtools')."""
+
+
+def parse_spec(spec: str) -> tuple[str, str]:
+    """``ORG/NAME[@REVISION]`` -> (repo, revision); the revision defaults to ``main``."""
+    match = _SPEC.match(spec.strip())
+    if not match:
+        raise SpaceDataError(f"{spec!r} is not ORG/NAME[@REVISION] (e.g. acme/ds@v1.0.0)")
+    return match["repo"], match["revision"] or "main"
+
+
+def parse_specs(text: str | Sequence[str]) -> list[str]:
+    """A comma-separated list (or a list) of specs, checked, without duplicates."""
+    items = [s.strip() for s in (text.split(",") if isinstance(text, str) else text)]
+    items = [s for s in items if s]
+    if not items:
+        raise SpaceDataError("no dataset given; name one or more ORG/NAME@REVISION")
+    for item in items:
+        parse_spec(item)
+    if len({parse_spec(s) for s in items}) < len(items):
+        raise SpaceDataError("the same dataset is named twice")
+    return items
+
+
+def normalize_text(text: str) -> str:
+    return " ".join(unicodedata.normalize("NFKC", text).split())
+
+
+def derived_query_id(turns: Sequence[tuple[str, str]]) -> str:
+    """The join key of a row without ``query_id``: see the module docstring."""
+    payload = [[_ROLE.get(r, r), normalize_text(v or "")] for r, v in turns]
+    text = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+    return hashlib.blake2b(text, digest_size=16).hexdigest()
+
+
+def default_cache_dir() -> Path:
+    """``$HUBTOOLS_SPACE_CACHE``, else a Space's persistent ``/data``, else ~/.cache."""
+    if os.environ.get("HUBTOOLS_SPACE_CACHE"):
+        return Path(os.environ["HUBTOOLS_SPACE_CACHE"])
+    if os.path.isdir("/data") and os.access("/data", os.W_OK):
+        return Path("/data/hubtools-space")
+    return Path.home() / ".cache" / "hubtools-space"
+
+
+@dataclass
+class Release:
+    repo: str
+    revision: str
+    sha: str
+    label: str = ""
+    teacher: str = ""
+    readme: str = ""
+    card: dict[str, Any] = field(default_factory=dict)
+    stats: dict[str, Any] | None = None
+    files: list[str] = field(default_factory=list)
+    assets: list[str] = field(default_factory=list)
+
+    @property
+    def spec(self) -> str:
+        return f"{self.repo}@{self.revision}"
+
+    def path(self, name: str) -> str:
+        """The ``HfFileSystem`` path of a file of this release, pinned to its commit."""
+        return f"datasets/{self.repo}@{quote(self.sha, safe='')}/{name}"
+
+
+@dataclass
+class Page:
+    total: int
+    page: int
+    page_size: int
+    items: list[dict[str, Any]]
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.page_size))
+
+
+class SpaceData:
+    """Releases to inspect side by side; see the module docstring for the API."""
+
+    def __init__(
+        self,
+        specs: str | Sequence[str],
+        *,
+        endpoint: str | None = None,
+        token: str | bool | None = None,
+        cache_dir: str | Path | None = None,
+        log: Callable[[str], None] | None = print,
+    ):
+        from huggingface_hub import HfApi, HfFileSystem
+
+        self.specs = parse_specs(specs)
+        self.endpoint = endpoint or os.environ.get("HF_ENDPOINT") or None
+        token = token or os.environ.get("HF_TOKEN") or None
+        self._log = log or (lambda _msg: None)
+        self.api = HfApi(endpoint=self.endpoint, token=token)
+        self.fs = HfFileSystem(endpoint=self.endpoint, token=token, skip_instance_cache=True)
+        self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._meta: dict[str, pq.FileMetaData] = {}
+        self._dist: dict[str | None, dict[str, dict[str, np.ndarray]]] = {}
+        started = time.monotonic()
+        self.releases = [self._open_release(s) for s in self.specs]
+        self._label()
+        key = json.dumps([INDEX_VERSION, [(r.repo, r.sha) for r in self.releases]])
+        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+        self.index_path = self.cache_dir / f"index-{digest}.sqlite"
+        if not self.index_path.exists():
+            self._build_index()
+        else:
+            self._log(f"index: reusing {self.index_path}")
+        self.db = sqlite3.connect(
+            f"file:{self.index_path}?mode=ro", uri=True, check_same_thread=False
+        )
+        self.labels = [r.label for r in self.releases]
+        self.startup_seconds = time.monotonic() - started
+
+    # -- releases ---------------------------------------------------------------------
+
+    def _open_release(self, spec: str) -> Release:
+        from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+
+        repo, revision = parse_spec(spec)
+        try:
+            info = self.api.dataset_info(repo, revision=revision, files_metadata=False)
+        except RepositoryNotFoundError:
+            raise SpaceDataError(
+                f"dataset {repo} not found at {self.api.endpoint} (or private: set HF_TOKEN)"
+            ) from None
+        except HfHubHTTPError as err:
+            status = getattr(err.response, "status_code", None)
+            what = f"revision {revision!r} not found" if status == 404 else str(err)
+            raise SpaceDataError(f"dataset {repo}: {what}") from None
+        except Exception as err:  # noqa: BLE001 (an unreachable Hub): one line, no traceback
+            reason = " ".join(str(err).split())[:200]
+            raise SpaceDataError(f"dataset {repo}: {type(err).__name__}: {reason}") from None
+        release = Release(repo=repo, revision=revision, sha=info.sha or revision)
+        names = [s.rfilename for s in info.siblings or []]
+        release.assets = sorted(n[len("assets/") :] for n in names if n.startswith("assets/"))
+        if "README.md" in names:
+            release.readme = self._read_text(release, "README.md")
+            release.card = _card_data(release.readme)
+        if "assets/stats.json" in names:
+            release.stats = json.loads(self._read_text(release, "assets/stats.json"))
+        release.files = _data_files(release.card, names)
+        if not release.files:
+            raise SpaceDataError(f"dataset {spec} has no Parquet files to show")
+        found = _TEACHER.search(release.readme)
+        release.teacher = found.group(1) if found else repo.split("/")[1]
+        return release
+
+    def _read_text(self, release: Release, name: str) -> str:
+        with self.fs.open(release.path(name), "rb") as f:
+            return f.read().decode("utf-8")
+
+    def _label(self) -> None:
+        teachers = [r.teacher for r in self.releases]
+        names = [r.repo.split("/")[1] for r in self.releases]
+        for r in self.releases:
+            if teachers.count(r.teacher) == 1:
+                r.label = r.teacher
+            elif names.count(r.repo.split("/")[1]) == 1:
+                r.label = r.repo.split("/")[1]
+            else:
+                r.label = r.spec
+
+    # -- the index --------------------------------------------------------------------
+
+    def _build_index(self) -> None:
+        tmp = self.index_path.with_name(f".{self.index_path.name}.{os.getpid()}")
+        tmp.unlink(missing_ok=True)
+        db = sqlite3.connect(tmp, isolation_level=None)
+        db.executescript(
+            """PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;
+            CREATE TABLE queries (qid INTEGER PRIMARY KEY, query_id TEXT UNIQUE, category TEXT,
+                source TEXT, snippet TEXT);
+            CREATE TABLE rows (qid INTEGER, rel INTEGER, score REAL, ppl REAL,
+                think_chars INTEGER, answer_chars INTEGER, truncated INTEGER,
+                file INTEGER, rg INTEGER, idx INTEGER, PRIMARY KEY (qid, rel)) WITHOUT ROWID;
+            CREATE VIRTUAL TABLE prompts USING fts5(text, content='');
+            CREATE TABLE files (rel INTEGER, file INTEGER, path TEXT);"""
+        )
+        db.execute("BEGIN")
+        qids: dict[str, int] = {}
+        for rel, release in enumerate(self.releases):
+            started, rows = time.monotonic(), 0
+            for file, name in enumerate(release.files):
+                db.execute("INSERT INTO files VALUES (?, ?, ?)", (rel, file, name))
+                parquet = self._parquet(release, name)
+                has_id = "query_id" in parquet.schema_arrow.names
+                columns = _INDEX_COLUMNS + (["query_id"] if has_id else [])
+                for rg in range(parquet.metadata.num_row_groups):
+                    table = parquet.read_row_group(rg, columns=columns)
+                    rows += self._index_group(db, qids, rel, file, rg, table, has_id)
+            self._log(
+                f"index: {release.spec} ({release.label}): {rows:,} rows in "
+                f"{time.monotonic() - started:.1f} s"
+            )
+        db.execute("COMMIT")
+        db.executescript(
+            "CREATE INDEX queries_category ON queries (category, qid);"
+            "CREATE INDEX queries_source ON queries (source, qid);"
+        )
+        db.close()
+        os.replace(tmp, self.index_path)
+
+    def _index_group(
+        self, db: sqlite3.Connection, qids: dict[str, int], rel: int, file: int, rg: int,
+        table: pa.Table, has_id: bool,
+    ) -> int:  # fmt: skip
+        conv = table.column("conversations").combine_chunks()
+        turns = pc.list_flatten(conv)
+        offsets = conv.offsets.to_numpy()
+        starts, ends = offsets[:-1], offsets[1:]
+        last = pa.array(np.maximum(ends - 1, 0))
+        values = turns.field("value")
+        info = turns.field("info")
+        final = values.take(last)
+        think_end = pc.find_substring(final, "\n</think>").to_numpy(zero_copy_only=False)
+        answer_at = pc.find_substring(final, "<answer>\n").to_numpy(zero_copy_only=False)
+        closed = pc.find_substring(final, "</answer>").to_numpy(zero_copy_only=False)
+        total = pc.binary_length(final).to_numpy(zero_copy_only=False)
+        score = info.field("verify_score").take(last).to_pylist()
+        ppl = info.field("ppl").take(last).to_pylist()
+        category = info.field("category").take(last).to_pylist()
+        source = info.field("source").take(last).to_pylist()
+        froms = turns.field("from").to_pylist()
+        texts = values.to_pylist() if not has_id else None
+        firsts = values.take(pa.array(starts)).to_pylist()
+        ids = table.column("query_id").to_pylist() if has_id else None
+        out = []
+        for i in range(len(conv)):
+            s, e = int(starts[i]), int(ends[i])
+            if e - s < 2:
+                continue  # no prompt or no answer: not a release row
+            qid = ids[i] if ids is not None else None
+            if not qid:
+                if texts is None:
+                    texts = values.to_pylist()
+                qid = derived_query_id(list(zip(froms[s : e - 1], texts[s : e - 1], strict=True)))
+            key = qids.get(qid)
+            if key is None:
+                key = qids[qid] = len(qids) + 1
+                prompt = firsts[i] or ""
+                db.execute(
+                    "INSERT INTO queries VALUES (?, ?, ?, ?, ?)",
+                    (key, qid, category[i], source[i], prompt[:SNIPPET]),
+                )
+                db.execute("INSERT INTO prompts (rowid, text) VALUES (?, ?)", (key, prompt))
+            think = max(int(think_end[i]) - len("<think>\n"), 0) if think_end[i] >= 0 else 0
+            if answer_at[i] >= 0:
+                body = int(total[i]) - int(answer_at[i]) - len("<answer>\n")
+                answer = max(body - (len("\n</answer>") if closed[i] >= 0 else 0), 0)
+            else:
+                answer = 0
+            truncated = int(closed[i] < 0 or answer == 0)
+            out.append((key, rel, score[i], ppl[i], think, answer, truncated, file, rg, i))
+        db.executemany("INSERT OR IGNORE INTO rows VALUES (?,?,?,?,?,?,?,?,?,?)", out)
+        return len(out)
+
+    def _parquet(self, release: Release, name: str) -> pq.ParquetFile:
+        path = release.path(name)
+        handle = self.fs.open(path, "rb", block_size=4 * 1024**2, cache_type="readahead")
+        meta = self._meta.get(path)
+        parquet = pq.ParquetFile(handle, metadata=meta)
+        self._meta.setdefault(path, parquet.metadata)
+        return parquet
+
+    # -- what the app shows -----------------------------------------------------------
+
+    def overview(self) -> list[dict[str, Any]]:
+        """Per release: spec, label, teacher, pretty name, rows per config, card sections."""
+        out = []
+        for r in self.releases:
+            infos = r.card.get("dataset_info") or []
+            rows = {
+                i.get("config_name"): sum(s.get("num_examples", 0) for s in i.get("splits", []))
+                for i in infos
+                if isinstance(i, dict)
+            }
+            out.append({
+                "spec": r.spec, "label": r.label, "teacher": r.teacher, "sha": r.sha,
+                "pretty_name": r.card.get("pretty_name") or r.repo, "rows": rows,
+                "sections": _sections(r.readme), "figures": r.stats is not None,
+            })  # fmt: skip
+        return out
+
+    def facets(self) -> dict[str, Any]:
+        with self._lock:
+            cats = [c for (c,) in self.db.execute("SELECT DISTINCT category FROM queries")]
+            sources = [s for (s,) in self.db.execute("SELECT DISTINCT source FROM queries")]
+            (n,) = self.db.execute("SELECT COUNT(*) FROM queries").fetchone()
+        return {"categories": sorted(c for c in cats if c), "rows": n,
+                "sources": sorted(s for s in sources if s)}  # fmt: skip
+
+    def page(
+        self,
+        *,
+        text: str = "",
+        category: str | None = None,
+        source: str | None = None,
+        release: str | None = None,
+        score: tuple[float | None, float | None] = (None, None),
+        chars: tuple[float | None, float | None] = (None, None),
+        ppl: tuple[float | None, float | None] = (None, None),
+        page: int = 0,
+        page_size: int = 20,
+    ) -> Page:
+        """One page of queries matching every filter, in index order.
+
+        ``text``: words that must all appear in the prompt (full-text, case-insensitive).
+        ``score``/``chars`` (think + answer)/``ppl``: inclusive ranges, None = open; they
+        hold for the row of ``release`` (a label), or for at least one release when None.
+        """
+        where, args = [], []
+        words = re.findall(r"\w+", text or "")
+        if words:
+            match = " ".join('"' + w.replace('"', "") + '"' for w in words)
+            where.append("q.qid IN (SELECT rowid FROM prompts WHERE prompts MATCH ?)")
+            args.append(match)
+        if category:
+            where.append("q.category = ?")
+            args.append(category)
+        if source:
+            where.append("q.source = ?")
+            args.append(source)
+        cond, cargs = [], []
+        for column, (lo, hi) in (("score", score), ("think_chars + answer_chars", chars),
+                                 ("ppl", ppl)):  # fmt: skip
+            if lo is not None:
+                cond.append(f"{column} >= ?")
+                cargs.append(lo)
+            if hi is not None:
+                cond.append(f"{column} <= ?")
+                cargs.append(hi)
+        if release:
+            if release not in self.labels:
+                raise SpaceDataError(f"unknown release {release!r}; one of {self.labels}")
+            cond.append("r.rel = ?")
+            cargs.append(self.labels.index(release))
+        if cond:
+            where.append(f"EXISTS (SELECT 1 FROM rows r WHERE r.qid = q.qid AND "
+                         f"{' AND '.join(cond)})")  # fmt: skip
+            args += cargs
+        sql_where = f" WHERE {' AND '.join(where)}" if where else ""
+        page, page_size = max(0, int(page)), max(1, min(int(page_size), 200))
+        with self._lock:
+            count = f"SELECT COUNT(*) FROM queries q{sql_where}"
+            (total,) = self.db.execute(count, args).fetchone()
+            found = self.db.execute(
+                f"SELECT qid, query_id, category, source, snippet FROM queries q{sql_where}"
+                " ORDER BY qid LIMIT ? OFFSET ?",
+                [*args, page_size, page * page_size],
+            ).fetchall()
+            per = {}
+            if found:
+                marks = ",".join("?" * len(found))
+                for row in self.db.execute(
+                    "SELECT qid, rel, score, ppl, think_chars, answer_chars, truncated FROM rows"
+                    f" WHERE qid IN ({marks})",
+                    [f[0] for f in found],
+                ):
+                    per[(row[0], row[1])] = row[2:]
+        items = []
+        for qid, query_id, cat, src, snippet in found:
+            rows = {}
+            for rel, label in enumerate(self.labels):
+                got = per.get((qid, rel))
+                rows[label] = None if got is None else dict(zip(
+                    ("score", "ppl", "think_chars", "answer_chars", "truncated"), got,
+                    strict=True))  # fmt: skip
+            items.append({"query_id": query_id, "category": cat, "source": src,
+                          "snippet": snippet, "rows": rows})  # fmt: skip
+        return Page(total=total, page=page, page_size=page_size, items=items)
+
+    def query(self, query_id: str) -> dict[str, Any] | None:
+        """The full rows of one query, one per release (None where a release lacks it)."""
+        with self._lock:
+            found = self.db.execute(
+                "SELECT qid, category, source FROM queries WHERE query_id = ?", (query_id,)
+            ).fetchone()
+            if found is None:
+                return None
+            where = self.db.execute(
+                "SELECT r.rel, f.path, r.rg, r.idx, r.truncated FROM rows r JOIN files f"
+                " ON f.rel = r.rel AND f.file = r.file WHERE r.qid = ?",
+                (found[0],),
+            ).fetchall()
+        located = {rel: (path, rg, idx, bool(t)) for rel, path, rg, idx, t in where}
+        answers, prompt, system, info0 = {}, None, None, {}
+        for rel, release in enumerate(self.releases):
+            if rel not in located:
+                answers[release.label] = None
+                continue
+            path, rg, idx, truncated = located[rel]
+            table = self._parquet(release, path).read_row_group(rg)
+            row = table.slice(idx, 1).to_pylist()[0]
+            turns = row["conversations"]
+            final = turns[-1].get("info") or {}
+            if prompt is None:
+                prompt = [{"from": t["from"], "value": t["value"]} for t in turns[:-1]]
+                system, info0 = row.get("system") or "", final
+            answers[release.label] = {
+                "think": final.get("think_content"),
+                "answer": final.get("answer_content"),
+                "value": turns[-1]["value"],
+                "score": final.get("verify_score"),
+                "ppl": final.get("ppl"),
+                "model": final.get("model_name"),
+                "truncated": truncated,
+                "system": row.get("system") or "",
+            }
+        return {
+            "query_id": query_id, "category": found[1], "source": found[2], "system": system,
+            "prompt": prompt or [], "reference": info0.get("ground_truth"),
+            "tests": _json(info0.get("test_case")),
+            "constraints": _json(info0.get("instruction_constrain")), "answers": answers,
+        }  # fmt: skip
+
+    def distributions(self, category: str | None = None) -> dict[str, dict[str, np.ndarray]]:
+        """Per release label: numpy arrays of score, ppl (scored rows), think/answer chars."""
+        if category in self._dist:
+            return self._dist[category]
+        sql = "SELECT r.rel, r.score, r.ppl, r.think_chars, r.answer_chars FROM rows r"
+        args: list[Any] = []
+        if category:
+            sql += " JOIN queries q ON q.qid = r.qid WHERE q.category = ?"
+            args.append(category)
+        with self._lock:
+            data = np.array(
+                [(rel, s if s is not None else np.nan, p if p is not None else np.nan, t, a)
+                 for rel, s, p, t, a in self.db.execute(sql, args)],
+                dtype=np.float64,
+            ).reshape(-1, 5)  # fmt: skip
+        out = {}
+        for rel, label in enumerate(self.labels):
+            mine = data[data[:, 0] == rel]
+            out[label] = {
+                "score": mine[:, 1][~np.isnan(mine[:, 1])],
+                "ppl": mine[:, 2][~np.isnan(mine[:, 2])],
+                "think_chars": mine[:, 3],
+                "answer_chars": mine[:, 4],
+            }
+        self._dist[category] = out
+        return out
+
+    def asset(self, label: str, name: str) -> Path | None:
+        """A file under the release's ``assets/`` (an ``analyze`` figure), cached locally."""
+        release = self.releases[self.labels.index(label)]
+        if name not in release.assets:
+            return None
+        local = self.cache_dir / "assets" / release.sha / name
+        if not local.exists():
+            local.parent.mkdir(parents=True, exist_ok=True)
+            tmp = local.with_name(f".{name}.{os.getpid()}")
+            with self.fs.open(release.path(f"assets/{name}"), "rb") as f:
+                tmp.write_bytes(f.read())
+            os.replace(tmp, local)
+        return local
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def _card_data(readme: str) -> dict[str, Any]:
+    from huggingface_hub import DatasetCard
+
+    try:
+        return DatasetCard(readme).data.to_dict()
+    except Exception:  # noqa: BLE001 (a card we cannot parse still shows its rows)
+        return {}
+
+
+def _data_files(card: dict[str, Any], names: list[str]) -> list[str]:
+    """Every Parquet file once: the category configs' files (``all`` repeats them)."""
+    import fnmatch
+
+    patterns = []
+    for cfg in card.get("configs") or []:
+        if cfg.get("config_name") == "all" and len(card["configs"]) > 1:
+            continue
+        for item in cfg.get("data_files") or []:
+            path = item.get("path") if isinstance(item, dict) else item
+            patterns += [path] if isinstance(path, str) else list(path or [])
+    parquet = sorted(n for n in names if n.endswith(".parquet"))
+    if not patterns:
+        return parquet
+    return [n for n in parquet if any(fnmatch.fnmatch(n, p) for p in patterns)]
+
+
+def _sections(readme: str) -> dict[str, str]:
+    """The card's ``## `` sections the Overview shows, as Markdown, by heading."""
+    found = {}
+    parts = re.split(r"^## +(.+)$", readme, flags=re.M)
+    for title, body in zip(parts[1::2], parts[2::2], strict=False):
+        if title.strip() in _SECTIONS:
+            found[title.strip()] = body.strip()
+    return found
+
+
+def _json(text: str | None) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
