@@ -369,10 +369,15 @@ def prepare(rows: int, cache: Path) -> dict:
 
 # -- the measurements, each in its own process -----------------------------------------
 
-# The filtered page both ways: the first teacher's math answers with a score >= 0.9 and a
-# final turn of 400-2,500 characters whose query mentions TOPIC; page PAGE of 20.
-FILTER = {"category": "math", "min_score": 0.9, "min_chars": 400, "max_chars": 2500,
-          "text": "topic042"}  # fmt: skip
+# The filtered pages, both ways: the first teacher's math answers scored >= 0.9 with
+# 400-2,500 characters of think + answer; "text" adds a word of the prompt (~0.5% of
+# queries), "broad" does not (~20% of all rows match).
+FILTERS = {
+    "text": {"category": "math", "min_score": 0.9, "min_chars": 400, "max_chars": 2500,
+             "text": "topic042"},
+    "broad": {"category": "math", "min_score": 0.9, "min_chars": 400, "max_chars": 2500,
+              "text": ""},
+}  # fmt: skip
 PAGE_SIZE = 20
 
 
@@ -389,27 +394,31 @@ def naive(teachers: list[str], pages: list[int]) -> dict:
         df["category"] = final.map(lambda t: t["info"]["category"])
         df["score"] = final.map(lambda t: t["info"]["verify_score"])
         df["ppl"] = final.map(lambda t: t["info"]["ppl"])
-        df["chars"] = final.map(lambda t: len(t["value"]))
+        df["chars"] = final.map(
+            lambda t: len(t["info"]["think_content"] or "") + len(t["info"]["answer_content"] or "")
+        )
         df["prompt"] = df["conversations"].map(lambda c: c[0]["value"])
         frames[teacher] = df
         del ds, final
     out = {"startup_s": time.monotonic() - t0, "rows": {t: len(f) for t, f in frames.items()}}
     first, others = teachers[0], teachers[1:]
-    for page in pages:
-        t1 = time.monotonic()
-        df = frames[first]
-        hit = df[(df["category"] == FILTER["category"]) & (df["score"] >= FILTER["min_score"])
-                 & df["chars"].between(FILTER["min_chars"], FILTER["max_chars"])
-                 & df["prompt"].str.contains(FILTER["text"], regex=False)]  # fmt: skip
-        joined = hit[["query_id", "prompt", "score", "ppl", "chars"]]
-        for other in others:
-            cols = frames[other][["query_id", "score", "ppl", "chars"]]
-            joined = joined.merge(cols, on="query_id", suffixes=("", f"_{other}"))
-        rows = joined.iloc[page * PAGE_SIZE : (page + 1) * PAGE_SIZE]
-        out[f"page{page}_s"] = time.monotonic() - t1
-        out["matches"] = len(joined)
-        out[f"page{page}_ids"] = rows["query_id"].tolist()
-    qid = out[f"page{pages[0]}_ids"][len(out[f"page{pages[0]}_ids"]) // 2]
+    for name, f in FILTERS.items():
+        for page in pages:
+            t1 = time.monotonic()
+            df = frames[first]
+            hit = df[(df["category"] == f["category"]) & (df["score"] >= f["min_score"])
+                     & df["chars"].between(f["min_chars"], f["max_chars"])]  # fmt: skip
+            if f["text"]:
+                hit = hit[hit["prompt"].str.contains(f["text"], regex=False, case=False)]
+            joined = hit[["query_id", "prompt", "score", "ppl", "chars"]]
+            for other in others:
+                cols = frames[other][["query_id", "score", "ppl", "chars"]]
+                joined = joined.merge(cols, on="query_id", suffixes=("", f"_{other}"))
+            rows = joined.iloc[page * PAGE_SIZE : (page + 1) * PAGE_SIZE]
+            out[f"{name}_page{page}_s"] = time.monotonic() - t1
+            out[f"{name}_matches"] = len(joined)
+            out[f"{name}_page{page}_ids"] = rows["query_id"].tolist()
+    qid = out[f"text_page{pages[0]}_ids"][len(out[f"text_page{pages[0]}_ids"]) // 2]
     t2 = time.monotonic()
     opened = {}
     for teacher, df in frames.items():
@@ -418,6 +427,10 @@ def naive(teachers: list[str], pages: list[int]) -> dict:
         opened[teacher] = {"think": final["info"]["think_content"],
                            "answer": final["info"]["answer_content"]}  # fmt: skip
     out["open_s"] = time.monotonic() - t2
+    t3 = time.monotonic()
+    dist = {t: f[["score", "ppl", "chars"]].to_numpy() for t, f in frames.items()}
+    out["distributions_s"] = time.monotonic() - t3
+    out["distributions_rows"] = sum(len(d) for d in dist.values())
     out["opened"] = qid
     out["opened_chars"] = {t: len(o["think"]) + len(o["answer"]) for t, o in opened.items()}
     return out
@@ -435,21 +448,28 @@ def space(teachers: list[str], pages: list[int]) -> dict:
     facets = data.facets()
     out = {"startup_s": time.monotonic() - t0, "rows": facets.get("rows")}
     first = data.labels[0]
-    for page in pages:
-        t1 = time.monotonic()
-        got = data.page(text=FILTER["text"], category=FILTER["category"], release=first,
-                        score=(FILTER["min_score"], None),
-                        chars=(FILTER["min_chars"], FILTER["max_chars"]),
-                        page=page, page_size=PAGE_SIZE)  # fmt: skip
-        out[f"page{page}_s"] = time.monotonic() - t1
-        out["matches"] = got.total
-        out[f"page{page}_ids"] = [item["query_id"] for item in got.items]
-    qid = out[f"page{pages[0]}_ids"][len(out[f"page{pages[0]}_ids"]) // 2]
+    for name, f in FILTERS.items():
+        for page in pages:
+            t1 = time.monotonic()
+            got = data.page(text=f["text"], category=f["category"], release=first,
+                            score=(f["min_score"], None), chars=(f["min_chars"], f["max_chars"]),
+                            page=page, page_size=PAGE_SIZE)  # fmt: skip
+            out[f"{name}_page{page}_s"] = time.monotonic() - t1
+            out[f"{name}_matches"] = got.total
+            out[f"{name}_page{page}_ids"] = [item["query_id"] for item in got.items]
+    qid = out[f"text_page{pages[0]}_ids"][len(out[f"text_page{pages[0]}_ids"]) // 2]
     t2 = time.monotonic()
     opened = data.query(qid)
     out["open_s"] = time.monotonic() - t2
+    t3 = time.monotonic()
+    dist = data.distributions(None)
+    out["distributions_s"] = time.monotonic() - t3
+    out["distributions_rows"] = sum(len(d["think_chars"]) for d in dist.values())
     out["opened"] = qid
-    out["opened_keys"] = sorted(opened) if isinstance(opened, dict) else str(type(opened))
+    answers = opened["answers"]
+    out["opened_chars"] = {t: len(a["think"] or "") + len(a["answer"] or "")
+                           for t, a in answers.items()}  # fmt: skip
+    out["reader_startup_s"] = data.startup_seconds
     out["cache_bytes"] = sum(p.stat().st_size for p in cache.rglob("*") if p.is_file())
     return out
 
@@ -550,6 +570,18 @@ def main() -> None:
                 print(kind, phase, json.dumps(got)[:400], flush=True)
                 args.out.write_text(json.dumps(results, indent=2) + "\n")
             shutil.rmtree(home, ignore_errors=True)
+    mine["same_pages"] = _same_pages(mine)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print("same pages and opened query both ways:", mine["same_pages"])
+
+
+def _same_pages(mine: dict) -> bool | None:
+    """Whether both ways found the same matches, page ids and opened query's texts."""
+    naive, space = mine.get("naive_warm", {}), mine.get("space_warm", {})
+    if "killed" in naive or "killed" in space or not naive or not space:
+        return None
+    keys = [k for k in naive if k.endswith(("_ids", "_matches")) or k.startswith("opened")]
+    return all(naive[k] == space.get(k) for k in keys)
 
 
 if __name__ == "__main__":
