@@ -400,6 +400,7 @@ def naive(teachers: list[str], pages: list[int]) -> dict:
         df["prompt"] = df["conversations"].map(lambda c: c[0]["value"])
         frames[teacher] = df
         del ds, final
+        _progress(f"loaded {teacher}", t0)
     out = {"startup_s": time.monotonic() - t0, "rows": {t: len(f) for t, f in frames.items()}}
     first, others = teachers[0], teachers[1:]
     for name, f in FILTERS.items():
@@ -436,6 +437,14 @@ def naive(teachers: list[str], pages: list[int]) -> dict:
     return out
 
 
+def _progress(what: str, t0: float) -> None:
+    """A line on stderr with the time and memory so far: a killed child's last words."""
+    status = Path("/proc/self/status").read_text()
+    mb = {k: int(status.split(f"{k}:")[1].split()[0]) // 1024 for k in ("RssAnon", "RssFile")}
+    print(f"progress {what} after {time.monotonic() - t0:.1f} s, RSS anon {mb['RssAnon']} MB,"
+          f" file {mb['RssFile']} MB", file=sys.stderr, flush=True)  # fmt: skip
+
+
 def space(teachers: list[str], pages: list[int]) -> dict:
     """``hubtools.space``'s reader: the index from the Hub (or its disk cache), then SQL."""
     t0 = time.monotonic()
@@ -444,6 +453,7 @@ def space(teachers: list[str], pages: list[int]) -> dict:
     cache = Path(os.environ["HF_HOME"]) / "space-cache"
     data = SpaceData([f"{repo_of(t)}@v{VERSION}" for t in teachers], cache_dir=cache,
                      log=lambda *a: print(*a, file=sys.stderr))  # fmt: skip
+    _progress("reader ready", t0)
     data.overview()
     facets = data.facets()
     out = {"startup_s": time.monotonic() - t0, "rows": facets.get("rows")}
@@ -498,9 +508,10 @@ def measure(kind: str, teachers: list[str], env: dict[str, str], limit_gb: float
             pass
         if peak > limit_gb * 1024**2:
             proc.kill()
-            proc.wait()
+            _, stderr = proc.communicate()
+            lines = [x for x in stderr.splitlines() if x.startswith("progress ")]
             return {"killed": f"RSS passed {limit_gb} GB", "after_s": time.monotonic() - t0,
-                    "peak_rss_mb": peak / 1024}  # fmt: skip
+                    "peak_rss_mb": peak / 1024, "progress": lines}  # fmt: skip
         time.sleep(0.2)
     stdout, stderr = proc.communicate()
     if proc.returncode != 0:
@@ -508,11 +519,14 @@ def measure(kind: str, teachers: list[str], env: dict[str, str], limit_gb: float
     result = json.loads(stdout.strip().splitlines()[-1])
     result["peak_rss_mb"] = int(stderr.rsplit("VmHWM", 1)[1].split()[0]) / 1024
     result["process_s"] = time.monotonic() - t0
+    result["progress"] = [x for x in stderr.splitlines() if x.startswith("progress ")]
     return result
 
 
 def child(kind: str, teachers: list[str], pages: list[int]) -> None:
+    started = time.monotonic()
     result = CHILDREN[kind](teachers, pages)
+    _progress("done", started)
     print(json.dumps(result))
     hwm = next(x for x in Path("/proc/self/status").read_text().splitlines() if "VmHWM" in x)
     print("VmHWM", hwm.split()[1], file=sys.stderr)
@@ -547,7 +561,9 @@ def main() -> None:
     parser.add_argument("--kinds", default="naive,space")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "space.json")
     parser.add_argument("--child", help=argparse.SUPPRESS)
-    parser.add_argument("--teachers", default=",".join(TEACHERS), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--teachers", default=",".join(TEACHERS), help="the releases compared (default: all three)"
+    )
     parser.add_argument("--pages", default="0,9", help="the pages measured (0-based)")
     args = parser.parse_args()
     pages = [int(p) for p in args.pages.split(",")]
@@ -556,7 +572,11 @@ def main() -> None:
     cache = args.cache / f"rows-{args.rows}"
     made = prepare(args.rows, cache)
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
-    mine = results.setdefault(str(args.rows), {})
+    teachers = args.teachers.split(",")
+    if set(teachers) - set(TEACHERS):
+        parser.error(f"--teachers: pick from {','.join(TEACHERS)}")
+    key = str(args.rows) if len(teachers) == len(TEACHERS) else f"{args.rows}:{args.teachers}"
+    mine = results.setdefault(key, {})
     mine.update({"data": made, "machine": machine()})
     with Hub(cache / "hub") as hub:
         for kind in [k for k in args.kinds.split(",") if k]:
@@ -564,7 +584,7 @@ def main() -> None:
             shutil.rmtree(home, ignore_errors=True)
             for phase in ("cold", "warm"):
                 limit = args.limit_gb or min(16.0, _available_gb() - 4)
-                got = measure(kind, list(TEACHERS), hub.env(home), limit, pages)
+                got = measure(kind, teachers, hub.env(home), limit, pages)
                 got["rss_limit_gb"] = limit
                 mine[f"{kind}_{phase}"] = got
                 print(kind, phase, json.dumps(got)[:400], flush=True)
