@@ -523,6 +523,62 @@ def measure(kind: str, teachers: list[str], env: dict[str, str], limit_gb: float
     return result
 
 
+def measure_app(teachers: list[str], env: dict[str, str], pages: list[int]) -> dict:
+    """``hubtools space run`` (the Gradio app): until it answers HTTP, then its API through
+    ``gradio_client``; peak RSS is the app process's ``VmHWM`` just before it is stopped."""
+    import urllib.request
+
+    from gradio_client import Client
+
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    specs = ",".join(f"{repo_of(t)}@v{VERSION}" for t in teachers)
+    cmd = [sys.executable, "-m", "hubtools", "space", "run", "--datasets", specs, "--port",
+           str(port), "--endpoint", env["HF_ENDPOINT"]]  # fmt: skip
+    env = {**env, "HUBTOOLS_SPACE_CACHE": str(Path(env["HF_HOME"]) / "space-cache")}
+    log = open(Path(env["HF_HOME"]).parent / f"app-{port}.log", "wb")  # noqa: SIM115
+    t0 = time.monotonic()
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    out: dict = {}
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the app exited ({proc.returncode}); see {log.name}")
+            try:
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.2)
+        out["startup_s"] = time.monotonic() - t0
+        client = Client(url, verbose=False)
+        first = teachers[0]
+        for name, f in FILTERS.items():
+            for page in pages:
+                t1 = time.monotonic()
+                got = client.predict(text=f["text"], category=f["category"], release=first,
+                                     score_min=f["min_score"], chars_min=f["min_chars"],
+                                     chars_max=f["max_chars"], page=page, page_size=PAGE_SIZE,
+                                     api_name="/search")  # fmt: skip
+                out[f"{name}_page{page}_s"] = time.monotonic() - t1
+                out[f"{name}_matches"] = got["total"]
+                out[f"{name}_page{page}_ids"] = [i["query_id"] for i in got["items"]]
+        qid = out[f"text_page{pages[0]}_ids"][len(out[f"text_page{pages[0]}_ids"]) // 2]
+        t2 = time.monotonic()
+        opened = client.predict(qid, api_name="/query")
+        out["open_s"] = time.monotonic() - t2
+        out["opened"] = qid
+        out["opened_chars"] = {t: len(a["think"] or "") + len(a["answer"] or "")
+                               for t, a in opened["answers"].items()}  # fmt: skip
+        status = Path(f"/proc/{proc.pid}/status").read_text()
+        out["peak_rss_mb"] = int(status.split("VmHWM:")[1].split()[0]) / 1024
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        log.close()
+    return out
+
+
 def child(kind: str, teachers: list[str], pages: list[int]) -> None:
     started = time.monotonic()
     result = CHILDREN[kind](teachers, pages)
@@ -558,7 +614,7 @@ def main() -> None:
         default=None,
         help="kill a child above this RSS (default: available RAM - 4 GB)",
     )
-    parser.add_argument("--kinds", default="naive,space")
+    parser.add_argument("--kinds", default="naive,space,app")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "space.json")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument(
@@ -584,8 +640,12 @@ def main() -> None:
             shutil.rmtree(home, ignore_errors=True)
             for phase in ("cold", "warm"):
                 limit = args.limit_gb or min(16.0, _available_gb() - 4)
-                got = measure(kind, teachers, hub.env(home), limit, pages)
+                if kind == "app":
+                    got = measure_app(teachers, hub.env(home), pages)
+                else:
+                    got = measure(kind, teachers, hub.env(home), limit, pages)
                 got["rss_limit_gb"] = limit
+                got["loadavg_after"] = os.getloadavg()  # the machine is shared: how busy
                 mine[f"{kind}_{phase}"] = got
                 print(kind, phase, json.dumps(got)[:400], flush=True)
                 args.out.write_text(json.dumps(results, indent=2) + "\n")
@@ -597,11 +657,12 @@ def main() -> None:
 
 def _same_pages(mine: dict) -> bool | None:
     """Whether both ways found the same matches, page ids and opened query's texts."""
-    naive, space = mine.get("naive_warm", {}), mine.get("space_warm", {})
-    if "killed" in naive or "killed" in space or not naive or not space:
+    runs = [mine[k] for k in ("naive_warm", "space_warm", "app_warm") if k in mine]
+    runs = [r for r in runs if "killed" not in r]
+    if len(runs) < 2:
         return None
-    keys = [k for k in naive if k.endswith(("_ids", "_matches")) or k.startswith("opened")]
-    return all(naive[k] == space.get(k) for k in keys)
+    keys = [k for k in runs[0] if k.endswith(("_ids", "_matches")) or k == "opened_chars"]
+    return all(r.get(k) == runs[0][k] for r in runs[1:] for k in keys)
 
 
 if __name__ == "__main__":
