@@ -45,6 +45,7 @@ VERIFIER = {"math": "math-verify", "code": "code-sandbox", "science": "science",
 SOURCES = {c: [f"bench/{c}-{k}" for k in ("a", "b", "c")] for c in CATEGORIES}
 TOPICS = [f"topic{i:03d}" for i in range(200)]  # one per prompt: what a text search finds
 ORG, VERSION = "bench", "1.0.0"
+CHROMIUM = "/usr/bin/chromium"
 CHUNK = 10_000
 
 
@@ -551,6 +552,7 @@ def measure_app(teachers: list[str], env: dict[str, str], pages: list[int]) -> d
             except OSError:
                 time.sleep(0.2)
         out["startup_s"] = time.monotonic() - t0
+        out["first_view_s"] = _first_view(url)
         client = Client(url, verbose=False)
         first = teachers[0]
         for name, f in FILTERS.items():
@@ -577,6 +579,24 @@ def measure_app(teachers: list[str], env: dict[str, str], pages: list[int]) -> d
         proc.wait(30)
         log.close()
     return out
+
+
+def _first_view(url: str) -> float | None:
+    """Seconds until Debian's chromium shows the first page of queries (the app's on-load:
+    the first page and the distributions tab); None without chromium."""
+    if not Path(CHROMIUM).exists():
+        return None
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page()
+        t0 = time.monotonic()
+        page.goto(url)
+        page.get_by_text("page 1 of").wait_for(timeout=300_000)
+        seconds = time.monotonic() - t0
+        browser.close()
+    return seconds
 
 
 def child(kind: str, teachers: list[str], pages: list[int]) -> None:
@@ -616,6 +636,7 @@ def main() -> None:
     )
     parser.add_argument("--kinds", default="naive,space,app")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "space.json")
+    parser.add_argument("--phases", default="cold,warm", help="warm alone reuses the caches")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument(
         "--teachers", default=",".join(TEACHERS), help="the releases compared (default: all three)"
@@ -623,6 +644,7 @@ def main() -> None:
     parser.add_argument("--pages", default="0,9", help="the pages measured (0-based)")
     args = parser.parse_args()
     pages = [int(p) for p in args.pages.split(",")]
+    phases = [p for p in args.phases.split(",") if p in ("cold", "warm")]
     if args.child:
         return child(args.child, args.teachers.split(","), pages)
     cache = args.cache / f"rows-{args.rows}"
@@ -637,8 +659,9 @@ def main() -> None:
     with Hub(cache / "hub") as hub:
         for kind in [k for k in args.kinds.split(",") if k]:
             home = cache / f"hf-{kind}"
-            shutil.rmtree(home, ignore_errors=True)
-            for phase in ("cold", "warm"):
+            if "cold" in phases:
+                shutil.rmtree(home, ignore_errors=True)
+            for phase in phases:
                 limit = args.limit_gb or min(16.0, _available_gb() - 4)
                 if kind == "app":
                     got = measure_app(teachers, hub.env(home), pages)
@@ -649,7 +672,8 @@ def main() -> None:
                 mine[f"{kind}_{phase}"] = got
                 print(kind, phase, json.dumps(got)[:400], flush=True)
                 args.out.write_text(json.dumps(results, indent=2) + "\n")
-            shutil.rmtree(home, ignore_errors=True)
+            if kind == "naive":  # its datasets cache: GBs; the Space's index is kept
+                shutil.rmtree(home, ignore_errors=True)
     mine["same_pages"] = _same_pages(mine)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print("same pages and opened query both ways:", mine["same_pages"])
