@@ -624,6 +624,39 @@ def _available_gb() -> float:
     return int(meminfo.split("MemAvailable:")[1].split()[0]) / 1024**2
 
 
+def table(mine: dict, pages: list[int]) -> str:
+    """The side-by-side table of one data set's runs (what bench/space.md shows)."""
+
+    def sec(run: dict, key: str) -> str:
+        value = run.get(key)
+        if value is None:
+            return "n/a"
+        return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.1f} s"
+
+    head = ["way", "phase", "start-up", "first view", *[f"{f} page {p + 1}" for f in FILTERS
+            for p in pages], "open a query", "distributions", "peak RSS"]  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for kind, name in (
+        ("naive", "naive (pandas)"),
+        ("space", "Space reader"),
+        ("app", "Space app"),
+    ):
+        for phase in ("cold", "warm"):
+            run = mine.get(f"{kind}_{phase}")
+            if run is None:
+                continue
+            if "killed" in run:
+                cells = [name, phase, f"killed at {run['peak_rss_mb'] / 1024:.1f} GB RSS after "
+                         f"{run['after_s']:.0f} s"] + [""] * (len(head) - 3)  # fmt: skip
+            else:
+                cells = [name, phase, sec(run, "startup_s"), sec(run, "first_view_s")]
+                cells += [sec(run, f"{f}_page{p}_s") for f in FILTERS for p in pages]
+                cells += [sec(run, "open_s"), sec(run, "distributions_s"),
+                          f"{run['peak_rss_mb']:,.0f} MB"]  # fmt: skip
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="queries per teacher")
@@ -637,6 +670,7 @@ def main() -> None:
     parser.add_argument("--kinds", default="naive,space,app")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "space.json")
     parser.add_argument("--phases", default="cold,warm", help="warm alone reuses the caches")
+    parser.add_argument("--report", action="store_true", help="print the tables of --out")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument(
         "--teachers", default=",".join(TEACHERS), help="the releases compared (default: all three)"
@@ -647,6 +681,10 @@ def main() -> None:
     phases = [p for p in args.phases.split(",") if p in ("cold", "warm")]
     if args.child:
         return child(args.child, args.teachers.split(","), pages)
+    if args.report:
+        for key, mine in json.loads(args.out.read_text()).items():
+            print(f"### {key}\n\n{table(mine, pages)}\n")
+        return
     cache = args.cache / f"rows-{args.rows}"
     made = prepare(args.rows, cache)
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
