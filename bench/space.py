@@ -331,7 +331,12 @@ class Hub:
             raise RuntimeError("the local Hub did not start; see hub.log")
         cmd = [sys.executable, "-m", "hubtools", "hub", "token", "create", "--root",
                str(self.root), "--user", "alice", "--org", ORG, "--write"]  # fmt: skip
-        self.token = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip()
+        try:
+            made = subprocess.run(cmd, check=True, capture_output=True, text=True)
+        except BaseException:
+            self.__exit__()
+            raise
+        self.token = made.stdout.strip()
         return self
 
     def __exit__(self, *exc: object) -> None:
