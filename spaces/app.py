@@ -44,6 +44,7 @@ THEME = gr.themes.Base(
 CSS = """
 .answer-col { min-width: 260px; }
 #queries .wrap { flex-direction: column; }
+.figure img { object-fit: contain !important; width: 100%; height: auto; }
 .missing { color: #b91c1c; font-weight: 600; }
 .truncated { color: #b45309; font-weight: 600; }
 """
@@ -64,8 +65,20 @@ def _num(value, digits: int = 2) -> str:
 
 
 def _overview_markdown(data) -> str:
-    parts = []
-    for item in data.overview():
+    items = data.overview()
+    configs = [c for c in dict.fromkeys(c for i in items for c in i["rows"]) if c != "all"]
+    head = "| teacher | release | rows | " + " | ".join(f"{c} rows (pass rate)" for c in configs)
+    parts = [head + " |", "|---|---|---|" + "---|" * len(configs)]
+    for item in items:
+        cells = []
+        for c in configs:
+            rate = item["pass_rates"].get(c)
+            shown = "" if rate is None else f" ({100 * rate:.1f}%)"
+            cells.append(f"{item['rows'].get(c, 0):,}{shown}")
+        parts.append(f"| **{item['label']}** | `{item['spec']}` | {item['rows'].get('all', 0):,} | "
+                     + " | ".join(cells) + " |")  # fmt: skip
+    parts.append("")
+    for item in items:
         rows = " · ".join(f"{name} {n:,}" for name, n in item["rows"].items())
         parts.append(
             f"## {item['label']}\n\n`{item['spec']}` (commit `{item['sha'][:12]}`) — "
@@ -141,9 +154,15 @@ def _figure(data, category: str | None):
         axes[0, 0].hist(values, bins=30, range=(0, top), alpha=0.5, label=label)
     axes[0, 0].set_title("response length (think + answer, chars)")
     axes[0, 0].legend()
-    axes[0, 1].boxplot([v if len(v) else [0] for v in lengths], showmeans=True)
-    axes[0, 1].set_xticks(range(1, len(labels) + 1), labels)
-    axes[0, 1].set_title("response length per teacher (chars)")
+    boxes = _token_boxes(data, category)
+    if boxes:  # the numbers `analyze` drew its token box plots from
+        axes[0, 1].bxp(list(boxes.values()), showmeans=True, showfliers=False)
+        axes[0, 1].set_xticks(range(1, len(boxes) + 1), list(boxes))
+        axes[0, 1].set_title("response tokens per teacher (assets/stats.json)")
+    else:
+        axes[0, 1].boxplot([v if len(v) else [0] for v in lengths], showmeans=True)
+        axes[0, 1].set_xticks(range(1, len(labels) + 1), labels)
+        axes[0, 1].set_title("response length per teacher (chars)")
     ppl = [dist[t]["ppl"] for t in labels]
     if any(len(p) for p in ppl):
         axes[1, 0].boxplot([p if len(p) else [float("nan")] for p in ppl], showmeans=True)
@@ -167,6 +186,20 @@ def _figure(data, category: str | None):
     return Image.open(buffer)
 
 
+def _token_boxes(data, category: str | None) -> dict[str, dict]:
+    """Per teacher, matplotlib ``bxp`` stats of response tokens from ``stats.json``."""
+    stats = next((r.stats for r in data.releases if r.stats), None) or {}
+    block = stats.get("categories", {}).get(category) if category else stats.get("all")
+    boxes = {}
+    for teacher, s in ((block or {}).get("teachers") or {}).items():
+        b = s.get("length") or {}
+        if all(b.get(k) is not None for k in ("q1", "median", "q3", "whislo", "whishi")):
+            boxes[teacher] = {"med": b["median"], "q1": b["q1"], "q3": b["q3"],
+                              "whislo": b["whislo"], "whishi": b["whishi"],
+                              "mean": b.get("mean"), "fliers": [], "label": teacher}  # fmt: skip
+    return boxes
+
+
 def _token_table(data, category: str | None) -> str:
     """Response tokens per teacher from ``assets/stats.json`` (what ``analyze`` drew)."""
     stats = next((r.stats for r in data.releases if r.stats), None)
@@ -185,6 +218,20 @@ def _token_table(data, category: str | None) -> str:
     return "Response tokens (think + answer) from the releases' `assets/stats.json`:\n\n" + (
         "\n".join(lines)
     )
+
+
+def _pass_table(data) -> str:
+    """Pass rate per teacher and category, from each release card's funnel."""
+    rates = {o["label"]: o["pass_rates"] for o in data.overview()}
+    categories = sorted({c for r in rates.values() for c in r})
+    if not categories:
+        return "Pass rates: not recorded in these releases' cards."
+    lines = ["| teacher | " + " | ".join(categories) + " |",
+             "|---|" + "---|" * len(categories)]  # fmt: skip
+    for label, mine in rates.items():
+        cells = [("n/a" if mine.get(c) is None else f"{100 * mine[c]:.1f}%") for c in categories]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "Pass rate (queries passed / answered, from the cards):\n\n" + "\n".join(lines)
 
 
 def build_app(data) -> gr.Blocks:
@@ -240,13 +287,15 @@ def build_app(data) -> gr.Blocks:
             with gr.Tab("Distributions", id="dist"):
                 dcat = gr.Dropdown([ANY, *facets["categories"]], value=ANY, label="Category")
                 tokens = gr.Markdown()
+                gr.Markdown(_pass_table(data))
                 plot = gr.Image(label="per teacher", type="pil", interactive=False)
                 if figures:
                     gr.Markdown("The figures `hubtools analyze` drew for the releases:")
                     for start in range(0, len(figures), 2):
                         with gr.Row():
                             for path, caption in figures[start : start + 2]:
-                                gr.Image(path, label=caption, interactive=False)
+                                gr.Image(path, label=caption, interactive=False,
+                                         elem_classes="figure")  # fmt: skip
 
         filters = [text, category, source, release, score_lo, score_hi, chars_lo, chars_hi,
                    ppl_lo, ppl_hi]  # fmt: skip

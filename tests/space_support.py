@@ -29,6 +29,7 @@ def misguided_releases(top: Path, hub, token: str, name: str) -> list[str]:
     for model in TEACHERS:
         import_outputs(_jsonl(folder, model, top / f"{model}.jsonl"), run=run, teacher=model,
                        progress=False)  # fmt: skip
+    _score(run)
     specs = []
     for t in TEACHERS:
         out = top / f"rel-{t}"
@@ -39,6 +40,28 @@ def misguided_releases(top: Path, hub, token: str, name: str) -> list[str]:
         publish(out, repo=repo, version="1.0.0", token=token, private=t == "QwQ-32b")
         specs.append(f"{repo}@v1.0.0")
     return specs
+
+
+def _score(run: Path) -> None:
+    """What `hubtools score` stores, with word counts and a stand-in perplexity (as
+    tests/test_analysis.py does): the rows then carry ppl, and builds draw the figures."""
+    from test_analysis import _ppl
+
+    from hubtools.records import ResponseScore
+    from hubtools.run import Run
+
+    scores = []
+    with Run.open(run).store() as store:
+        for t in TEACHERS:
+            for a, _ in store.iter_passed(t, 0.9):
+                think, answer = len((a.think or "").split()), len((a.answer or "").split())
+                scores.append(ResponseScore(
+                    query_id=a.query_id, teacher=t, attempt=a.attempt, scorer="stand-in",
+                    backend="test", ppl=_ppl(a.answer), scored_tokens=think + answer,
+                    think_tokens=think, answer_tokens=answer, total_tokens=think + answer,
+                    token_source="words",
+                ))  # fmt: skip
+        store.add_scores(scores)
 
 
 def wait_port(port: int, proc: subprocess.Popen, log: Path, timeout: float = 120) -> None:

@@ -51,7 +51,9 @@ def test_browser_side_by_side(app):
         page.on("request", lambda r: requests.append(r.url))
         page.goto(url)
         page.get_by_text("page 1 of").wait_for(timeout=30_000)
-        # Filter: the prompts that mention a word, then pick the first query.
+        # Filter: a category, and the prompts that mention a word; then pick the first query.
+        page.get_by_label("Category").click()
+        page.get_by_role("option", name="general").click()
         page.get_by_label("Search the prompts").fill("man")
         page.get_by_role("button", name="Search").click()
         page.get_by_text("page 1 of 1").or_(page.get_by_text("page 1 of 2")).wait_for()
@@ -61,16 +63,21 @@ def test_browser_side_by_side(app):
         page.get_by_text("Link to this query").wait_for()
         for i, teacher in enumerate(TEACHERS):  # one column per teacher, with its score
             column = page.locator(f"#col-{i}")
-            assert column.get_by_role("heading", name=teacher).is_visible()
+            column.get_by_role("heading", name=teacher).wait_for()
             assert "score" in column.inner_text()
         # Thinking is collapsed until the user opens it.
-        thinking = page.locator("#col-0").get_by_text(f"Thinking ({TEACHERS[0]})")
-        body = page.locator("#col-0 .prose").nth(1)
-        thinking.click()
+        closed = len(page.locator("#col-0").inner_text())
+        page.locator("#col-0").get_by_text(f"Thinking ({TEACHERS[0]})").click()
         page.wait_for_timeout(500)
-        assert len(page.locator("#col-0").inner_text()) > 200
+        assert len(page.locator("#col-0").inner_text()) > closed + 200
+        page.locator("#query-link").scroll_into_view_if_needed()
         page.screenshot(path=str(shots / "side-by-side.png"), full_page=False)
-        del body
+        href = page.locator("#query-link a").get_attribute("href")
+        query_id = href.split("q=")[1]
+        # The link reopens the same query on a fresh page.
+        page.goto(url + href.lstrip("/"))
+        page.locator("#query-link").get_by_text(query_id).wait_for(timeout=30_000)
+        page.locator("#col-2").get_by_role("heading", name=TEACHERS[2]).wait_for()
         # Page forward over all queries.
         page.get_by_label("Search the prompts").fill("")
         page.get_by_role("button", name="Search").click()
@@ -80,6 +87,11 @@ def test_browser_side_by_side(app):
         page.screenshot(path=str(shots / "page-2.png"), full_page=True)
         page.get_by_role("tab", name="Distributions").click()
         page.get_by_text("per teacher").first.wait_for()
+        page.get_by_text("Response tokens (think + answer)").wait_for()  # analyze's stats.json
+        # Our plot and the figures the releases published, loaded (from 127.0.0.1).
+        page.wait_for_function(
+            "() => [...document.images].filter(i => i.complete && i.naturalWidth > 0).length >= 3"
+        )
         page.screenshot(path=str(shots / "distributions.png"), full_page=True)
         page.get_by_role("tab", name="Overview").click()
         page.get_by_text("How it was made").first.wait_for()
@@ -109,4 +121,5 @@ def test_api_with_gradio_client(app):
     assert set(query["answers"]) == set(TEACHERS)  # the private release too (the token)
     for row in query["answers"].values():
         assert row["score"] >= 0.9 and (row["answer"] or row["truncated"])
+        assert row["ppl"] >= 1.0  # the stored scores' perplexity, released with the row
     assert query["prompt"][0]["from"] == "human" and query["prompt"][0]["value"]

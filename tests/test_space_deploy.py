@@ -42,7 +42,8 @@ def test_deploy_then_serve_from_the_snapshot(hub, write_token, unique_name, tmp_
     space = f"acme/{unique_name}-space"
     env = {"HF_TOKEN": write_token}
     # A revision that does not exist: refused before the Space repo is created.
-    bad = _hubtools("space", "deploy", "--repo", space, "--datasets", specs[0].replace("@v1.0.0", "@v9.9.9"),
+    missing = specs[0].replace("@v1.0.0", "@v9.9.9")
+    bad = _hubtools("space", "deploy", "--repo", space, "--datasets", missing,
                     "--endpoint", hub.url, env=env)  # fmt: skip
     assert bad.returncode == 1 and bad.stderr.startswith("error: ") and "v9.9.9" in bad.stderr
     api = HfApi(endpoint=hub.url, token=write_token)

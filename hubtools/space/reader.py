@@ -9,8 +9,10 @@ Public API (stable; the Space app and bench/space.py use only this)::
     data = SpaceData(["acme/ds-r1@v1.0.0", "acme/ds-qwq@v1.0.0"],
                      endpoint=None, token=None, cache_dir=None, log=print)
     data.labels                      # one label per release (its teacher), in order
+    data.index_path, data.startup_seconds  # the cached index file; time the constructor took
     data.releases                    # [Release(repo, revision, sha, label, readme, stats, ...)]
-    data.overview()                  # per release: rows per config, card sections (Markdown)
+    data.overview()                  # per release: rows per config, card sections (Markdown),
+                                     #   pass_rates {category: share of answered passed}
     data.facets()                    # {"categories": [...], "sources": [...], "rows": N}
     data.page(text="", category=None, source=None, release=None, score=(lo, hi),
               chars=(lo, hi), ppl=(lo, hi), page=0, page_size=20)
@@ -19,7 +21,8 @@ Public API (stable; the Space app and bench/space.py use only this)::
                                      #    answer_chars, truncated} | None}}])
     data.query(query_id)             # every release's full row of that query (or None)
     data.distributions(category)     # {label: {"score", "ppl", "think_chars",
-                                     #           "answer_chars": numpy arrays}}
+                                     #           "answer_chars": numpy arrays}}, sampled
+                                     #   evenly to DIST_SAMPLE rows per release
     data.asset(label, "fig4_tokens_box.png")  # local path of a file under assets/, or None
 
 How it scales: start-up reads each release's README.md (card data, funnel and
@@ -53,6 +56,7 @@ import threading
 import time
 import unicodedata
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,8 +69,10 @@ import pyarrow.parquet as pq
 
 INDEX_VERSION = 1
 SNIPPET = 300
+DIST_SAMPLE = 200_000  # rows per release the Distributions tab draws at most
 _SPEC = re.compile(r"^(?P<repo>[\w.-]+/[\w.-]+)(?:@(?P<revision>[^@\s]+))?$")
 _ROLE = {"human": "user", "user": "user", "assistant": "assistant", "gpt": "assistant"}
+_MIDDLE = "\n</think>\n<answer>\n"
 _TEACHER = re.compile(r"\(teacher `([^`]+)`\)")
 _SECTIONS = ("Teacher and sampling", "How it was made", "Quality filters", "Verification",
              "Statistics")  # fmt: skip
@@ -114,6 +120,24 @@ def derived_query_id(turns: Sequence[tuple[str, str]]) -> str:
     payload = [[_ROLE.get(r, r), normalize_text(v or "")] for r, v in turns]
     text = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
     return hashlib.blake2b(text, digest_size=16).hexdigest()
+
+
+def _key(query_id: str) -> bytes | str:
+    """A query id as the index build keeps it in memory: 16 bytes for a hex id, not 32 chars."""
+    try:
+        return bytes.fromhex(query_id)
+    except ValueError:
+        return query_id
+
+
+def _alive(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def default_cache_dir() -> Path:
@@ -252,6 +276,11 @@ class SpaceData:
     # -- the index --------------------------------------------------------------------
 
     def _build_index(self) -> None:
+        """Into a temporary file renamed at the end: a killed build leaves no half index
+        (its file is removed by the next start) and is simply rebuilt."""
+        for stale in self.cache_dir.glob(f".{self.index_path.name}.*"):
+            if not _alive(stale.suffix.lstrip(".")):
+                stale.unlink(missing_ok=True)
         tmp = self.index_path.with_name(f".{self.index_path.name}.{os.getpid()}")
         tmp.unlink(missing_ok=True)
         db = sqlite3.connect(tmp, isolation_level=None)
@@ -266,21 +295,29 @@ class SpaceData:
             CREATE TABLE files (rel INTEGER, file INTEGER, path TEXT);"""
         )
         db.execute("BEGIN")
-        qids: dict[str, int] = {}
-        for rel, release in enumerate(self.releases):
-            started, rows = time.monotonic(), 0
-            for file, name in enumerate(release.files):
-                db.execute("INSERT INTO files VALUES (?, ?, ?)", (rel, file, name))
-                parquet = self._parquet(release, name)
-                has_id = "query_id" in parquet.schema_arrow.names
-                columns = _INDEX_COLUMNS + (["query_id"] if has_id else [])
-                for rg in range(parquet.metadata.num_row_groups):
-                    table = parquet.read_row_group(rg, columns=columns)
-                    rows += self._index_group(db, qids, rel, file, rg, table, has_id)
-            self._log(
-                f"index: {release.spec} ({release.label}): {rows:,} rows in "
-                f"{time.monotonic() - started:.1f} s"
-            )
+        qids: dict[bytes | str, int] = {}
+        with ThreadPoolExecutor(1) as reader:  # the next row group downloads meanwhile
+            for rel, release in enumerate(self.releases):
+                started, rows, told = time.monotonic(), 0, 0
+                for file, name in enumerate(release.files):
+                    db.execute("INSERT INTO files VALUES (?, ?, ?)", (rel, file, name))
+                    parquet = self._parquet(release, name)
+                    has_id = "query_id" in parquet.schema_arrow.names
+                    columns = _INDEX_COLUMNS + (["query_id"] if has_id else [])
+                    groups = parquet.metadata.num_row_groups
+                    ahead = reader.submit(parquet.read_row_group, 0, columns=columns)
+                    for rg in range(groups):
+                        table = ahead.result()
+                        if rg + 1 < groups:
+                            ahead = reader.submit(parquet.read_row_group, rg + 1, columns=columns)
+                        rows += self._index_group(db, qids, rel, file, rg, table, has_id)
+                        if rows - told >= 100_000:
+                            told = rows
+                            self._log(f"index: {release.spec}: {rows:,} rows so far")
+                self._log(
+                    f"index: {release.spec} ({release.label}): {rows:,} rows in "
+                    f"{time.monotonic() - started:.1f} s"
+                )
         db.execute("COMMIT")
         db.executescript(
             "CREATE INDEX queries_category ON queries (category, qid);"
@@ -290,7 +327,7 @@ class SpaceData:
         os.replace(tmp, self.index_path)
 
     def _index_group(
-        self, db: sqlite3.Connection, qids: dict[str, int], rel: int, file: int, rg: int,
+        self, db: sqlite3.Connection, qids: dict, rel: int, file: int, rg: int,
         table: pa.Table, has_id: bool,
     ) -> int:  # fmt: skip
         conv = table.column("conversations").combine_chunks()
@@ -301,19 +338,19 @@ class SpaceData:
         values = turns.field("value")
         info = turns.field("info")
         final = values.take(last)
-        think_end = pc.find_substring(final, "\n</think>").to_numpy(zero_copy_only=False)
-        answer_at = pc.find_substring(final, "<answer>\n").to_numpy(zero_copy_only=False)
-        closed = pc.find_substring(final, "</answer>").to_numpy(zero_copy_only=False)
+        # The AM value is "<think>\n{think}\n</think>\n<answer>\n{answer}\n</answer>": one
+        # scan for the middle marker gives both lengths (three scans cost 3x the time).
+        middle = pc.find_substring(final, _MIDDLE).to_numpy(zero_copy_only=False)
+        closed = pc.ends_with(final, "\n</answer>").to_numpy(zero_copy_only=False)
         total = pc.binary_length(final).to_numpy(zero_copy_only=False)
         score = info.field("verify_score").take(last).to_pylist()
         ppl = info.field("ppl").take(last).to_pylist()
         category = info.field("category").take(last).to_pylist()
         source = info.field("source").take(last).to_pylist()
-        froms = turns.field("from").to_pylist()
-        texts = values.to_pylist() if not has_id else None
+        froms = texts = None
         firsts = values.take(pa.array(starts)).to_pylist()
         ids = table.column("query_id").to_pylist() if has_id else None
-        out = []
+        out, new_queries, new_prompts = [], [], []
         for i in range(len(conv)):
             s, e = int(starts[i]), int(ends[i])
             if e - s < 2:
@@ -321,25 +358,25 @@ class SpaceData:
             qid = ids[i] if ids is not None else None
             if not qid:
                 if texts is None:
-                    texts = values.to_pylist()
+                    froms, texts = turns.field("from").to_pylist(), values.to_pylist()
                 qid = derived_query_id(list(zip(froms[s : e - 1], texts[s : e - 1], strict=True)))
-            key = qids.get(qid)
+            seen = _key(qid)
+            key = qids.get(seen)
             if key is None:
-                key = qids[qid] = len(qids) + 1
+                key = qids[seen] = len(qids) + 1
                 prompt = firsts[i] or ""
-                db.execute(
-                    "INSERT INTO queries VALUES (?, ?, ?, ?, ?)",
-                    (key, qid, category[i], source[i], prompt[:SNIPPET]),
-                )
-                db.execute("INSERT INTO prompts (rowid, text) VALUES (?, ?)", (key, prompt))
-            think = max(int(think_end[i]) - len("<think>\n"), 0) if think_end[i] >= 0 else 0
-            if answer_at[i] >= 0:
-                body = int(total[i]) - int(answer_at[i]) - len("<answer>\n")
-                answer = max(body - (len("\n</answer>") if closed[i] >= 0 else 0), 0)
-            else:
-                answer = 0
-            truncated = int(closed[i] < 0 or answer == 0)
+                new_queries.append((key, qid, category[i], source[i], prompt[:SNIPPET]))
+                new_prompts.append((key, prompt))
+            if middle[i] >= 0:
+                think = max(int(middle[i]) - len("<think>\n"), 0)
+                tail = len("\n</answer>") if closed[i] else 0
+                answer = max(int(total[i]) - int(middle[i]) - len(_MIDDLE) - tail, 0)
+            else:  # not in the AM shape: the whole value is the answer
+                think, answer = 0, int(total[i])
+            truncated = int(not closed[i] or answer == 0)
             out.append((key, rel, score[i], ppl[i], think, answer, truncated, file, rg, i))
+        db.executemany("INSERT INTO queries VALUES (?, ?, ?, ?, ?)", new_queries)
+        db.executemany("INSERT INTO prompts (rowid, text) VALUES (?, ?)", new_prompts)
         db.executemany("INSERT OR IGNORE INTO rows VALUES (?,?,?,?,?,?,?,?,?,?)", out)
         return len(out)
 
@@ -367,6 +404,7 @@ class SpaceData:
                 "spec": r.spec, "label": r.label, "teacher": r.teacher, "sha": r.sha,
                 "pretty_name": r.card.get("pretty_name") or r.repo, "rows": rows,
                 "sections": _sections(r.readme), "figures": r.stats is not None,
+                "pass_rates": _pass_rates(r.readme),
             })  # fmt: skip
         return out
 
@@ -503,28 +541,34 @@ class SpaceData:
         }  # fmt: skip
 
     def distributions(self, category: str | None = None) -> dict[str, dict[str, np.ndarray]]:
-        """Per release label: numpy arrays of score, ppl (scored rows), think/answer chars."""
+        """Per release label: numpy arrays of score, ppl (scored rows), think/answer chars.
+
+        A release of more than ``DIST_SAMPLE`` rows is sampled evenly (every k-th query):
+        enough for histograms and boxes, and flat in memory at millions of rows.
+        """
         if category in self._dist:
             return self._dist[category]
-        sql = "SELECT r.rel, r.score, r.ppl, r.think_chars, r.answer_chars FROM rows r"
-        args: list[Any] = []
-        if category:
-            sql += " JOIN queries q ON q.qid = r.qid WHERE q.category = ?"
-            args.append(category)
-        with self._lock:
-            data = np.array(
-                [(rel, s if s is not None else np.nan, p if p is not None else np.nan, t, a)
-                 for rel, s, p, t, a in self.db.execute(sql, args)],
-                dtype=np.float64,
-            ).reshape(-1, 5)  # fmt: skip
         out = {}
         for rel, label in enumerate(self.labels):
-            mine = data[data[:, 0] == rel]
+            join = " JOIN queries q ON q.qid = r.qid AND q.category = ?" if category else ""
+            args: list[Any] = [category] if category else []
+            with self._lock:
+                (n,) = self.db.execute(
+                    f"SELECT COUNT(*) FROM rows r{join} WHERE r.rel = ?", [*args, rel]
+                ).fetchone()
+                step = max(1, -(-n // DIST_SAMPLE))
+                cursor = self.db.execute(
+                    "SELECT IFNULL(r.score, -1), IFNULL(r.ppl, -1), r.think_chars, "
+                    f"r.answer_chars FROM rows r{join} WHERE r.rel = ? AND r.qid % ? = 0",
+                    [*args, rel, step],
+                )
+                flat = np.fromiter((v for row in cursor for v in row), dtype=np.float64)
+            data = flat.reshape(-1, 4)
             out[label] = {
-                "score": mine[:, 1][~np.isnan(mine[:, 1])],
-                "ppl": mine[:, 2][~np.isnan(mine[:, 2])],
-                "think_chars": mine[:, 3],
-                "answer_chars": mine[:, 4],
+                "score": data[:, 0][data[:, 0] >= 0],
+                "ppl": data[:, 1][data[:, 1] >= 0],
+                "think_chars": data[:, 2],
+                "answer_chars": data[:, 3],
             }
         self._dist[category] = out
         return out
@@ -581,6 +625,28 @@ def _sections(readme: str) -> dict[str, str]:
         if title.strip() in _SECTIONS:
             found[title.strip()] = body.strip()
     return found
+
+
+def _pass_rates(readme: str) -> dict[str, float | None]:
+    """Per category, the share of answered queries the teacher passed (the card's funnel)."""
+    rates: dict[str, float | None] = {}
+    header = None
+    for line in readme.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if "category" in cells and "pass rate" in cells:
+            header = cells
+            continue
+        if header is None or not line.startswith("|"):
+            header = None if header is not None and not line.strip() else header
+            continue
+        if len(cells) != len(header) or set(cells[0]) <= {"-", ":"}:
+            continue
+        value = cells[header.index("pass rate")].rstrip("%").replace(",", "")
+        try:
+            rates[cells[0]] = float(value) / 100
+        except ValueError:
+            rates[cells[0]] = None
+    return rates
 
 
 def _json(text: str | None) -> Any:
