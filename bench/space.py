@@ -639,7 +639,7 @@ def table(mine: dict, pages: list[int]) -> str:
         return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.1f} s"
 
     head = ["way", "phase", "start-up", "first view", *[f"{f} page {p + 1}" for f in FILTERS
-            for p in pages], "open a query", "distributions", "peak RSS"]  # fmt: skip
+            for p in pages], "open a query", "distributions", "peak RSS", "load"]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for kind, name in (
         ("naive", "naive (pandas)"),
@@ -652,12 +652,14 @@ def table(mine: dict, pages: list[int]) -> str:
                 continue
             if "killed" in run:
                 cells = [name, phase, f"killed at {run['peak_rss_mb'] / 1024:.1f} GB RSS after "
-                         f"{run['after_s']:.0f} s"] + [""] * (len(head) - 3)  # fmt: skip
+                         f"{run['after_s']:.0f} s"] + [""] * (len(head) - 4)  # fmt: skip
             else:
                 cells = [name, phase, sec(run, "startup_s"), sec(run, "first_view_s")]
                 cells += [sec(run, f"{f}_page{p}_s") for f in FILTERS for p in pages]
                 cells += [sec(run, "open_s"), sec(run, "distributions_s"),
                           f"{run['peak_rss_mb']:,.0f} MB"]  # fmt: skip
+            load = run.get("loadavg_after")
+            cells.append(f"{load[0]:.1f}" if load else "n/a")
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
