@@ -8,14 +8,20 @@ with ``hubtools publish`` to a local Hub on loopback at tag ``v1.0.0``. Rows car
 top-level ``query_id`` column (the join key of parallel rows). Generated once, cached
 under ``--cache`` (a marker file says the Hub there is complete).
 
-Then, each approach in its own fresh process (peak RSS: the process's ``VmHWM``):
+Then, each way in its own fresh process, cold (empty caches) then warm:
 
 - naive: ``load_dataset(repo, "all", revision=tag)`` per teacher, ``.to_pandas()``, the
-  filter in pandas, the join by ``query_id``, one page of 20; and opening one query;
-- space: the same through ``hubtools.space``'s reader (cold and warm disk cache).
+  filters in pandas, the join by ``query_id``, pages of 20; and opening one query;
+- space: the same through ``hubtools.space.reader.SpaceData`` (its index cached on disk);
+- app: ``hubtools space run`` (the Gradio app): until it answers HTTP, the first view in
+  Debian's chromium, then the same page and query through ``gradio_client``.
 
-Usage: ``python bench/space.py [--rows 1000000] [--cache /tmp/hubtools-bench-space]``;
-``--rows 20000`` is the smoke mode. Writes bench/space.json (and bench/space.md by hand).
+Peak RSS is each process's ``VmHWM``; a child past ``--limit-gb`` (the machine is shared)
+is killed and recorded as such. All ways must find the same rows (``same_pages``).
+
+Usage: ``python bench/space.py [--rows 1000000] [--teachers A,B] [--kinds naive,space,app]``;
+``--rows 20000`` is the smoke mode. Results merge into bench/space.json (keyed by rows and
+teachers); ``--report`` prints the tables of bench/space.md.
 """
 
 from __future__ import annotations
@@ -375,9 +381,9 @@ def prepare(rows: int, cache: Path) -> dict:
 
 # -- the measurements, each in its own process -----------------------------------------
 
-# The filtered pages, both ways: the first teacher's math answers scored >= 0.9 with
-# 400-2,500 characters of think + answer; "text" adds a word of the prompt (~0.5% of
-# queries), "broad" does not (~20% of all rows match).
+# The filtered pages, every way: the first teacher's math answers scored >= 0.9 with
+# 400-2,500 characters of think + answer; "text" adds a word of the prompt (0.14% of
+# the queries match), "broad" does not (26% match).
 FILTERS = {
     "text": {"category": "math", "min_score": 0.9, "min_chars": 400, "max_chars": 2500,
              "text": "topic042"},
