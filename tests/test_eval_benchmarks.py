@@ -32,11 +32,14 @@ BREAKS = FOLLOWS + "\nOne, two."  # a comma: 2 of 3 instructions, not a pass
 
 @pytest.fixture(scope="module")
 def gpqa(hub):
-    token = hub.token("gpqa-seeder", "Idavidrein", write=True)
-    if not HfApi(token=token).repo_exists("Idavidrein/gpqa", repo_type="dataset"):
+    """Seeded for this module only: other tests rely on the gated GPQA being absent."""
+    api = HfApi(token=hub.token("gpqa-seeder", "Idavidrein", write=True))
+    if not api.repo_exists("Idavidrein/gpqa", repo_type="dataset"):
         Dataset.from_list(GPQA).push_to_hub(
-            "Idavidrein/gpqa", config_name="gpqa_diamond", split="train", token=token
+            "Idavidrein/gpqa", config_name="gpqa_diamond", split="train", token=api.token
         )
+    yield
+    api.delete_repo("Idavidrein/gpqa", repo_type="dataset", missing_ok=True)
 
 
 def test_gpqa_letters_and_ifeval_instructions(seeded_benchmarks, gpqa, tmp_path):  # noqa: F811
