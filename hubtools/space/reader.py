@@ -311,7 +311,7 @@ class SpaceData:
         qids: dict[bytes | str, int] = {}
         with ThreadPoolExecutor(1) as reader:  # the next row group downloads meanwhile
             for rel, release in enumerate(self.releases):
-                started, rows, told = time.monotonic(), 0, 0
+                started, rows, told, tokens = time.monotonic(), 0, 0, 0
                 for file, name in enumerate(release.files):
                     db.execute("INSERT INTO files VALUES (?, ?, ?)", (rel, file, name))
                     parquet = self._parquet(release, name)
@@ -323,15 +323,11 @@ class SpaceData:
                         table = ahead.result()
                         if rg + 1 < groups:
                             ahead = reader.submit(parquet.read_row_group, rg + 1, columns=columns)
-                        rows += self._index_group(db, qids, rel, file, rg, table, has_id)
+                        got, counted = self._index_group(db, qids, rel, file, rg, table, has_id)
+                        rows, tokens = rows + got, tokens + counted
                         if rows - told >= 100_000:
                             told = rows
                             self._log(f"index: {release.spec}: {rows:,} rows so far")
-                (tokens,) = db.execute(
-                    "SELECT COUNT(*) FROM rows WHERE rel = ? AND think_tokens IS NOT NULL"
-                    " AND answer_tokens IS NOT NULL", (rel,)
-                ).fetchone()  # fmt: skip
-                (rows,) = db.execute("SELECT COUNT(*) FROM rows WHERE rel = ?", (rel,)).fetchone()
                 db.execute("INSERT INTO releases VALUES (?, ?, ?)", (rel, rows, tokens))
                 self._log(
                     f"index: {release.spec} ({release.label}): {rows:,} rows in "
@@ -348,7 +344,7 @@ class SpaceData:
     def _index_group(
         self, db: sqlite3.Connection, qids: dict, rel: int, file: int, rg: int,
         table: pa.Table, has_id: bool,
-    ) -> int:  # fmt: skip
+    ) -> tuple[int, int]:  # fmt: skip
         conv = table.column("conversations").combine_chunks()
         turns = pc.list_flatten(conv)
         offsets = conv.offsets.to_numpy()
@@ -400,7 +396,8 @@ class SpaceData:
         db.executemany("INSERT INTO queries VALUES (?, ?, ?, ?, ?)", new_queries)
         db.executemany("INSERT INTO prompts (rowid, text) VALUES (?, ?)", new_prompts)
         db.executemany("INSERT OR IGNORE INTO rows VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", out)
-        return len(out)
+        counted = sum(r[6] is not None and r[7] is not None for r in out)
+        return len(out), counted
 
     def _parquet(self, release: Release, name: str) -> pq.ParquetFile:
         path = release.path(name)
