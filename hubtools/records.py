@@ -308,6 +308,9 @@ class TurnInfo(_Record):
     Structured fields (``test_case``, ``instruction_constrain``) hold JSON text so
     that every config of a release shares one Arrow schema (the published
     AM-Thinking-v1-Distilled fails ``load_dataset`` because these change type).
+    ``ppl``, ``think_tokens`` and ``answer_tokens`` (the assistant turn's, from
+    ``hubtools score``; null when unknown) come after the AM keys; releases made before
+    the token counts existed lack those two columns and still load.
     """
 
     source: str | None = None
@@ -320,6 +323,8 @@ class TurnInfo(_Record):
     verify_score: float | None = None
     model_name: str | None = None
     ppl: float | None = None
+    think_tokens: int | None = None
+    answer_tokens: int | None = None
 
     @classmethod
     def for_query(cls, query: Query, **assistant_fields: Any) -> TurnInfo:
@@ -382,7 +387,12 @@ class ReleaseRow(_Record):
         return cls(data["system"], turns, data.get("query_id"))
 
 
-_INFO_TYPES = {"verify_score": "float64", "ppl": "float64"}
+_INFO_TYPES = {
+    "verify_score": "float64",
+    "ppl": "float64",
+    "think_tokens": "int64",
+    "answer_tokens": "int64",
+}
 
 
 @functools.cache

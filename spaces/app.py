@@ -111,10 +111,13 @@ def _header(label: str, row: dict | None) -> str:
         return f"### {label}\n\n<span class='missing'>missing: no answer to this query</span>"
     flags = " <span class='truncated'>truncated answer</span>" if row["truncated"] else ""
     chars = len(row["think"] or "") + len(row["answer"] or "")
+    think, answer = row.get("think_tokens"), row.get("answer_tokens")
+    size = f"{chars:,} chars (think {len(row['think'] or ''):,})"
+    if think is not None and answer is not None:  # counted by `hubtools score`'s tokenizer
+        size = f"**{think + answer:,}** tokens (think {think:,} / answer {answer:,}) · {size}"
     return (
         f"### {label}\n\nscore **{_num(row['score'])}** · ppl **{_num(row['ppl'])}** · "
-        f"{chars:,} chars (think {len(row['think'] or ''):,}){flags}\n\n"
-        f"<small>{html.escape(row['model'] or '')}</small>"
+        f"{size}{flags}\n\n<small>{html.escape(row['model'] or '')}</small>"
     )
 
 
@@ -148,11 +151,12 @@ def _figure(data, category: str | None):
     dist = data.distributions(category)
     labels = list(dist)
     fig, axes = plt.subplots(2, 2, figsize=(11, 7))
-    lengths = [dist[t]["think_chars"] + dist[t]["answer_chars"] for t in labels]
+    unit = data.length_unit  # tokens when every row carries its counts, else chars
+    lengths = [dist[t][f"think_{unit}"] + dist[t][f"answer_{unit}"] for t in labels]
     top = max((float(x.max()) for x in lengths if len(x)), default=1.0)
     for label, values in zip(labels, lengths, strict=True):
         axes[0, 0].hist(values, bins=30, range=(0, top), alpha=0.5, label=label)
-    axes[0, 0].set_title("response length (think + answer, chars)")
+    axes[0, 0].set_title(f"response length (think + answer, {unit})")
     axes[0, 0].legend()
     boxes = _token_boxes(data, category)
     if boxes:  # the numbers `analyze` drew its token box plots from
@@ -162,7 +166,7 @@ def _figure(data, category: str | None):
     else:
         axes[0, 1].boxplot([v if len(v) else [0] for v in lengths], showmeans=True)
         axes[0, 1].set_xticks(range(1, len(labels) + 1), labels)
-        axes[0, 1].set_title("response length per teacher (chars)")
+        axes[0, 1].set_title(f"response length per teacher ({unit})")
     ppl = [dist[t]["ppl"] for t in labels]
     if any(len(p) for p in ppl):
         axes[1, 0].boxplot([p if len(p) else [float("nan")] for p in ppl], showmeans=True)
@@ -261,8 +265,9 @@ def build_app(data) -> gr.Blocks:
                 with gr.Row():
                     score_lo = gr.Textbox(label="score ≥", placeholder="any")
                     score_hi = gr.Textbox(label="score ≤", placeholder="any")
-                    chars_lo = gr.Textbox(label="length ≥ (chars)", placeholder="any")
-                    chars_hi = gr.Textbox(label="length ≤ (chars)", placeholder="any")
+                    unit = data.length_unit  # tokens if every row has its counts, else chars
+                    chars_lo = gr.Textbox(label=f"length ≥ ({unit})", placeholder="any")
+                    chars_hi = gr.Textbox(label=f"length ≤ ({unit})", placeholder="any")
                     ppl_lo = gr.Textbox(label="ppl ≥", placeholder="any")
                     ppl_hi = gr.Textbox(label="ppl ≤", placeholder="any")
                 search = gr.Button("Search", variant="primary")
@@ -306,7 +311,7 @@ def build_app(data) -> gr.Blocks:
                 text=text or "", category=None if category in (None, ANY) else category,
                 source=None if source in (None, ANY) else source,
                 release=None if release in (None, ANY) else release,
-                score=(s_lo, s_hi), chars=(c_lo, c_hi), ppl=(p_lo, p_hi),
+                score=(s_lo, s_hi), length=(c_lo, c_hi), ppl=(p_lo, p_hi),
                 page=n, page_size=PAGE_SIZE,
             )  # fmt: skip
             n = min(max(0, n), found.pages - 1)
@@ -372,14 +377,16 @@ def build_app(data) -> gr.Blocks:
             score_min: float | None = None, score_max: float | None = None,
             chars_min: float | None = None, chars_max: float | None = None,
             ppl_min: float | None = None, ppl_max: float | None = None, page: int = 0,
-            page_size: int = PAGE_SIZE,
+            page_size: int = PAGE_SIZE, length_min: float | None = None,
+            length_max: float | None = None,
         ) -> dict:  # fmt: skip
-            """A page of queries matching the filters (as the Side by side tab shows)."""
+            """A page of queries matching the filters (as the Side by side tab shows);
+            ``length_*`` in the overview's ``length_unit`` (tokens, else chars)."""
             found = data.page(
                 text=text, category=category or None, source=source or None,
                 release=release or None, score=(score_min, score_max),
-                chars=(chars_min, chars_max), ppl=(ppl_min, ppl_max), page=page,
-                page_size=page_size,
+                chars=(chars_min, chars_max), length=(length_min, length_max),
+                ppl=(ppl_min, ppl_max), page=page, page_size=page_size,
             )  # fmt: skip
             return {"total": found.total, "page": found.page, "pages": found.pages,
                     "items": found.items}  # fmt: skip
@@ -391,7 +398,8 @@ def build_app(data) -> gr.Blocks:
         def api_overview() -> dict:
             """The releases, their teachers and row counts, and the facets to filter on."""
             return {"releases": [{k: v for k, v in o.items() if k != "sections"}
-                                 for o in data.overview()], "facets": facets}  # fmt: skip
+                                 for o in data.overview()], "facets": facets,
+                    "length_unit": data.length_unit}  # fmt: skip
 
         gr.api(api_search, api_name="search")
         gr.api(api_query, api_name="query")

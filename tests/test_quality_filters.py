@@ -207,7 +207,8 @@ def _run(path, n=30, *, bad=None, scores=None, imported=None):
                 stored.append(
                     ResponseScore(**key, scorer="HuggingFaceTB/SmolLM2-135M-Instruct",
                                   backend="local", ppl=scores[(t, i)], scored_tokens=20,
-                                  total_tokens=40 + i, token_source="tokenizer:smollm2")
+                                  think_tokens=30 + i, answer_tokens=10, total_tokens=40 + i,
+                                  token_source="tokenizer:smollm2")
                 )  # fmt: skip
     with run.store() as store:
         store.add_attempts(attempts)
@@ -234,6 +235,12 @@ def test_build_carries_stored_scores_into_info_ppl_and_the_card(tmp_path):
         final = row["conversations"][-1]["info"]
         i = by_prompt[row["conversations"][0]["value"]]
         assert final["ppl"] == (1.5 + i if i % 2 == 0 else 100.0 + i)
+        # the score's think/answer split travels with the row; unscored rows carry null
+        scored = i % 2 == 0
+        assert (final["think_tokens"], final["answer_tokens"]) == (
+            (30 + i, 10) if scored else (None, None)
+        )
+        assert row["conversations"][0]["info"]["think_tokens"] is None  # the human turn
     card = (tmp_path / "r" / "README.md").read_text()
     assert (
         "scored by `HuggingFaceTB/SmolLM2-135M-Instruct` via the `local` backend on 6 rows" in card

@@ -1,3 +1,4 @@
+import copy
 import hashlib
 import json
 
@@ -150,7 +151,7 @@ def test_attempt_index_must_be_non_negative():
         Attempt(query_id="0" * 32, teacher="t", attempt=-1)
 
 
-def release_row(query, answer, *, score=1.0, ppl=None, system=""):
+def release_row(query, answer, *, score=1.0, ppl=None, tokens=(None, None), system=""):
     human = [Turn("human", m["content"], TurnInfo.for_query(query)) for m in query.messages]
     assistant = Turn(
         "assistant",
@@ -162,6 +163,8 @@ def release_row(query, answer, *, score=1.0, ppl=None, system=""):
             verify_score=score,
             model_name="am_thinking_v1",
             ppl=ppl,
+            think_tokens=tokens[0],
+            answer_tokens=tokens[1],
         ),
     )
     return ReleaseRow(system, [*human, assistant])
@@ -191,7 +194,7 @@ def rows_by_category():
         category="chat",
     )
     return {
-        "math": [release_row(math, "2", ppl=2.5)],
+        "math": [release_row(math, "2", ppl=2.5, tokens=(4, 1))],
         "code": [release_row(code, "print(int(input())**2)", score=0.9, ppl=3.1)],
         "if": [release_row(ifeval, "words " * 300, score=0.5)],
         "chat": [release_row(chat, "A joke.", system="Be funny.")],
@@ -203,6 +206,7 @@ def test_release_features_and_schema_agree():
     info = RELEASE_SCHEMA.field("conversations").type.value_type.field("info").type
     assert [info.field(i).name for i in range(info.num_fields)] == list(TurnInfo.__slots__)
     assert info.field("verify_score").type == info.field("ppl").type == pa.float64()
+    assert info.field("think_tokens").type == info.field("answer_tokens").type == pa.int64()
 
 
 def test_every_category_casts_to_the_release_schema(rows_by_category):
@@ -225,6 +229,26 @@ def test_release_configs_load_with_one_schema(rows_by_category, tmp_path):
         assert [ReleaseRow.from_dict(r) for r in loaded[name]] == rows
     merged = datasets.concatenate_datasets(list(loaded.values()))
     assert len(merged) == len(rows_by_category)
+
+
+def test_a_release_without_token_counts_still_loads(rows_by_category, tmp_path):
+    """Releases made before info.think_tokens/answer_tokens existed: same rows, counts null."""
+    features = copy.deepcopy(RELEASE_FEATURES)
+    info = features["conversations"].feature["info"]
+    del info["think_tokens"], info["answer_tokens"]
+    rows = [r.to_dict() for rs in rows_by_category.values() for r in rs]
+    for row in rows:
+        for turn in row["conversations"]:
+            del turn["info"]["think_tokens"], turn["info"]["answer_tokens"]
+    path = tmp_path / "old.parquet"
+    pq.write_table(pa.Table.from_pylist(rows, schema=features.arrow_schema), path)
+    loaded = datasets.load_dataset("parquet", data_files=str(path), cache_dir=str(tmp_path / "c"))
+    read = [ReleaseRow.from_dict(r) for r in loaded["train"]]
+    assert [r.conversations[-1].value for r in read] == [
+        r.conversations[-1].value for rs in rows_by_category.values() for r in rs
+    ]
+    assert read[0].conversations[-1].info.think_tokens is None
+    assert rows_by_category["math"][0].conversations[-1].info.answer_tokens == 1
 
 
 def test_structured_info_is_json_text(rows_by_category):

@@ -65,6 +65,8 @@ def test_browser_side_by_side(app):
             column = page.locator(f"#col-{i}")
             column.get_by_role("heading", name=teacher).wait_for()
             assert "score" in column.inner_text()
+            assert "tokens (think" in column.inner_text()  # the release's token counts
+        page.get_by_label("length ≥ (tokens)").wait_for()  # every row has counts: tokens
         # Thinking is collapsed until the user opens it.
         closed = len(page.locator("#col-0").inner_text())
         page.locator("#col-0").get_by_text(f"Thinking ({TEACHERS[0]})").click()
@@ -123,3 +125,14 @@ def test_api_with_gradio_client(app):
         assert row["score"] >= 0.9 and (row["answer"] or row["truncated"])
         assert row["ppl"] >= 1.0  # the stored scores' perplexity, released with the row
     assert query["prompt"][0]["from"] == "human" and query["prompt"][0]["value"]
+    # Token counts (what `hubtools score` stored): the length filter is in tokens.
+    assert overview["length_unit"] == "tokens"
+    sizes = sorted(r["rows"][TEACHERS[0]]["think_tokens"] + r["rows"][TEACHERS[0]]["answer_tokens"]
+                   for r in everything["items"])  # fmt: skip
+    limit = sizes[len(sizes) // 2]
+    short = client.predict(api_name="/search", length_max=limit, release=TEACHERS[0],
+                           page_size=200)  # fmt: skip
+    assert short["total"] == sum(n <= limit for n in sizes) < len(sizes)
+    for item in short["items"]:
+        row = item["rows"][TEACHERS[0]]
+        assert row["think_tokens"] + row["answer_tokens"] <= limit

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from huggingface_hub import HfApi
 from release_support import expected_passed, make_run
 
+from hubtools.records import ResponseScore
 from hubtools.release.build import build
 from hubtools.release.publish import publish
 from hubtools.space.reader import SpaceData, SpaceDataError
@@ -16,7 +18,7 @@ from hubtools.space.reader import SpaceData, SpaceDataError
 def releases(hub, write_token, tmp_path_factory):
     """t1 and t2 parallel (t2 private, t1 in 3-row row groups); t2 alone; an old t1 release."""
     top = tmp_path_factory.mktemp("space-reader")
-    make_run(top / "run", 40)
+    _score(make_run(top / "run", 40))
     name = f"reader-{id(top) % 100000}"
     out = {}
     builds = {"t1": dict(teacher="t1", parallel=["t1", "t2"], max_shard_rows=3),
@@ -25,10 +27,12 @@ def releases(hub, write_token, tmp_path_factory):
     for key, args in builds.items():
         folder = top / key
         build(top / "run", out=folder, progress=False, **args)
-        if key == "old":  # as built before rows carried query_id; several row groups a file
-            for part in folder.glob("data/*/*.parquet"):
-                table = pq.read_table(part).drop_columns(["query_id"])
-                pq.write_table(table, part, row_group_size=2)
+        if key == "old":  # as built before rows carried query_id and token counts; several
+            for part in folder.glob("data/*/*.parquet"):  # row groups a file
+                rows = pq.read_table(part).drop_columns(["query_id"]).to_pylist()
+                for turn in (t for row in rows for t in row["conversations"]):
+                    del turn["info"]["think_tokens"], turn["info"]["answer_tokens"]
+                pq.write_table(pa.Table.from_pylist(rows), part, row_group_size=2)
         repo = f"acme/{name}-{key}"
         if key == "old":  # publish verifies rows against today's schema: upload it plainly
             api = HfApi(token=write_token)
@@ -39,6 +43,24 @@ def releases(hub, write_token, tmp_path_factory):
             publish(folder, repo=repo, version="1.0.0", token=write_token, private=key == "t2")
         out[key] = f"{repo}@v1.0.0"
     return out
+
+
+def _score(run):
+    """What `hubtools score` stores, without a model: t1's answers to query i get
+    10 * i + attempt think and 5 answer tokens, t2's 7 and 3; no ppl (t1 keeps its
+    imported one)."""
+    scores = []
+    with run.store() as store:
+        for attempt in store.iter_unscored(passed_only=False):
+            i = int(attempt.text.split(" reasoning ")[1].split(".")[0])
+            t1 = attempt.teacher == "t1"
+            think, answer = (10 * i + attempt.attempt, 5) if t1 else (7, 3)
+            scores.append(ResponseScore(
+                query_id=attempt.query_id, teacher=attempt.teacher, attempt=attempt.attempt,
+                scorer="stand-in", backend="test", think_tokens=think, answer_tokens=answer,
+            ))  # fmt: skip
+        store.add_scores(scores)
+    return run
 
 
 def test_paging_filters_and_the_join(releases, write_token, tmp_path):
@@ -68,8 +90,26 @@ def test_paging_filters_and_the_join(releases, write_token, tmp_path):
         assert query["answers"][t]["answer"] == "The answer is 24."
         assert query["answers"][t]["think"].startswith(f"{t} reasoning 12.")
         assert query["answers"][t]["truncated"] is False
+    assert (
+        query["answers"]["t1"]["think_tokens"] == 121
+        and query["answers"]["t2"]["think_tokens"] == 7
+    )
+    # tokens (from the stored scores): every row of both releases has them, so "length"
+    # is in tokens. t1's answer to query i: 10 * i + attempt + 5 tokens (attempt 1 when
+    # i % 3 == 0), t2's 7 + 3.
+    assert data.length_unit == "tokens"
+    assert item["rows"]["t1"]["think_tokens"] == 121 and item["rows"]["t1"]["answer_tokens"] == 5
+    assert (item["rows"]["t2"]["think_tokens"], item["rows"]["t2"]["answer_tokens"]) == (7, 3)
+    short = data.page(tokens=(None, 100), release="t1", page_size=100)
+    assert sorted(int(i["snippet"].split()[1].rstrip(":")) for i in short.items) == sorted(
+        i for i in both if i <= 9
+    )
+    assert data.page(length=(None, 100), release="t1").total == short.total
+    assert data.page(length=(11, None), release="t2").total == 0
+    assert data.page(length=(10, 10), release="t2").total == first.total
     dist = data.distributions("math")
     assert len(dist["t1"]["score"]) == math.total and len(dist["t2"]["ppl"]) == 0
+    assert len(dist["t1"]["think_tokens"]) == math.total and set(dist["t2"]["answer_tokens"]) == {3}
     overview = data.overview()
     assert overview[0]["rows"]["all"] == first.total and "Verification" in overview[0]["sections"]
     # A second start with the same commits reuses the index.
@@ -100,6 +140,14 @@ def test_missing_rows_and_old_releases_join(releases, write_token, tmp_path):
     hit = data.page(text=f"question {only_t2}").items[0]
     query = data.query(hit["query_id"])
     assert query["answers"]["t1"] is None and query["answers"]["t2"]["score"] == 1.0
+    # The old release has no token counts: "length" falls back to characters.
+    assert data.length_unit == "chars" and query["answers"]["t2"]["answer_tokens"] == 3
+    assert data.page(tokens=(0, None), release="t1").total == 0
+    assert data.page(tokens=(10, 10), release="t2").total == len(t2) + 1
+    chars = data.page(length=(None, 50), release="t1", page_size=100)
+    assert chars.total == data.page(chars=(None, 50), release="t1").total > 0
+    assert all(i["rows"]["t1"]["think_chars"] + i["rows"]["t1"]["answer_chars"] <= 50
+               for i in chars.items)  # fmt: skip
 
 
 def test_errors_are_one_line(releases, tmp_path):

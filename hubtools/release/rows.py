@@ -149,8 +149,9 @@ def release_row(
     """One AM-compatible row: the query's turns, then the teacher's answer as the last turn.
 
     The query's own system turn wins over the teacher's system prompt: it is part of the
-    conversation the teacher answered. ``info.ppl`` is ``row_ppl``; ``query_id`` joins the
-    parallel datasets of the run.
+    conversation the teacher answered. ``info.ppl`` is ``row_ppl``; ``info.think_tokens`` /
+    ``answer_tokens`` are the stored score's (the scorer's tokenizer; null when unscored);
+    ``query_id`` joins the parallel datasets of the run.
     """
     turns = query.messages
     if turns and turns[0]["role"] == "system":
@@ -165,6 +166,8 @@ def release_row(
         verify_score=verdict.score,
         model_name=model_name,
         ppl=row_ppl(attempt, score),
+        think_tokens=None if score is None else score.think_tokens,
+        answer_tokens=None if score is None else score.answer_tokens,
     )
     conversation.append(Turn("assistant", assistant_value(think, answer), final))
     return ReleaseRow(system, conversation, query.query_id).to_dict()

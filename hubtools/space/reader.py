@@ -14,15 +14,20 @@ Public API (stable; the Space app and bench/space.py use only this)::
     data.overview()                  # per release: rows per config, card sections (Markdown),
                                      #   pass_rates {category: share of answered passed}
     data.facets()                    # {"categories": [...], "sources": [...], "rows": N}
+    data.length_unit                 # "tokens" when every row of every release carries
+                                     #   think/answer token counts, else "chars"
     data.page(text="", category=None, source=None, release=None, score=(lo, hi),
-              chars=(lo, hi), ppl=(lo, hi), page=0, page_size=20)
+              chars=(lo, hi), tokens=(lo, hi), length=(lo, hi), ppl=(lo, hi), page=0,
+              page_size=20)          # length: in length_unit (tokens, else chars)
                                      # -> Page(total, items=[{query_id, category, source,
                                      #    snippet, rows: {label: {score, ppl, think_chars,
-                                     #    answer_chars, truncated} | None}}])
+                                     #    answer_chars, think_tokens, answer_tokens,
+                                     #    truncated} | None}}])   (tokens: None if unknown)
     data.query(query_id)             # every release's full row of that query (or None)
     data.distributions(category)     # {label: {"score", "ppl", "think_chars",
-                                     #           "answer_chars": numpy arrays}}, sampled
-                                     #   evenly to DIST_SAMPLE rows per release
+                                     #   "answer_chars", "think_tokens", "answer_tokens":
+                                     #   numpy arrays}} (ppl, tokens: the rows that have
+                                     #   them), sampled evenly to DIST_SAMPLE rows a release
     data.asset(label, "fig4_tokens_box.png")  # local path of a file under assets/, or None
 
 How it scales: start-up reads each release's README.md (card data, funnel and
@@ -30,7 +35,8 @@ verification tables) and ``assets/stats.json`` (what ``analyze`` computed), then
 an on-disk SQLite index once per set of commits (cached under ``cache_dir``; a later
 start with the same revisions reuses it). The index is built a Parquet row group at a
 time with column projection: ``query_id``, the turns' ``from``/``value`` and the small
-``info`` fields (category, source, verify_score, ppl); ``think_content`` and
+``info`` fields (category, source, verify_score, ppl, think_tokens, answer_tokens: the
+last three absent from older releases, read as null); ``think_content`` and
 ``answer_content`` are never read for the index, and no more than one row group's text
 is in memory. It keeps per row the numbers above, the think/answer lengths, whether
 the answer is truncated, and where the row lives (file, row group, offset); per query a
@@ -67,7 +73,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-INDEX_VERSION = 1
+INDEX_VERSION = 2  # 2: token counts
 SNIPPET = 300
 DIST_SAMPLE = 200_000  # rows per release the Distributions tab draws at most
 _SPEC = re.compile(r"^(?P<repo>[\w.-]+/[\w.-]+)(?:@(?P<revision>[^@\s]+))?$")
@@ -83,6 +89,8 @@ _INDEX_COLUMNS = [
     "conversations.list.element.info.source",
     "conversations.list.element.info.verify_score",
     "conversations.list.element.info.ppl",
+    "conversations.list.element.info.think_tokens",  # absent before token counts: skipped
+    "conversations.list.element.info.answer_tokens",
 ]
 
 
@@ -222,6 +230,9 @@ class SpaceData:
             f"file:{self.index_path}?mode=ro", uri=True, check_same_thread=False
         )
         self.labels = [r.label for r in self.releases]
+        counted = dict(self.db.execute("SELECT rel, rows = tokens FROM releases").fetchall())
+        every = all(counted.get(rel) for rel in range(len(self.releases)))
+        self.length_unit = "tokens" if every else "chars"
         self.startup_seconds = time.monotonic() - started
 
     # -- releases ---------------------------------------------------------------------
@@ -289,8 +300,10 @@ class SpaceData:
             CREATE TABLE queries (qid INTEGER PRIMARY KEY, query_id TEXT UNIQUE, category TEXT,
                 source TEXT, snippet TEXT);
             CREATE TABLE rows (qid INTEGER, rel INTEGER, score REAL, ppl REAL,
-                think_chars INTEGER, answer_chars INTEGER, truncated INTEGER,
+                think_chars INTEGER, answer_chars INTEGER, think_tokens INTEGER,
+                answer_tokens INTEGER, truncated INTEGER,
                 file INTEGER, rg INTEGER, idx INTEGER, PRIMARY KEY (qid, rel)) WITHOUT ROWID;
+            CREATE TABLE releases (rel INTEGER PRIMARY KEY, rows INTEGER, tokens INTEGER);
             CREATE VIRTUAL TABLE prompts USING fts5(text, content='');
             CREATE TABLE files (rel INTEGER, file INTEGER, path TEXT);"""
         )
@@ -298,7 +311,7 @@ class SpaceData:
         qids: dict[bytes | str, int] = {}
         with ThreadPoolExecutor(1) as reader:  # the next row group downloads meanwhile
             for rel, release in enumerate(self.releases):
-                started, rows, told = time.monotonic(), 0, 0
+                started, rows, told, tokens = time.monotonic(), 0, 0, 0
                 for file, name in enumerate(release.files):
                     db.execute("INSERT INTO files VALUES (?, ?, ?)", (rel, file, name))
                     parquet = self._parquet(release, name)
@@ -310,10 +323,12 @@ class SpaceData:
                         table = ahead.result()
                         if rg + 1 < groups:
                             ahead = reader.submit(parquet.read_row_group, rg + 1, columns=columns)
-                        rows += self._index_group(db, qids, rel, file, rg, table, has_id)
+                        got, counted = self._index_group(db, qids, rel, file, rg, table, has_id)
+                        rows, tokens = rows + got, tokens + counted
                         if rows - told >= 100_000:
                             told = rows
                             self._log(f"index: {release.spec}: {rows:,} rows so far")
+                db.execute("INSERT INTO releases VALUES (?, ?, ?)", (rel, rows, tokens))
                 self._log(
                     f"index: {release.spec} ({release.label}): {rows:,} rows in "
                     f"{time.monotonic() - started:.1f} s"
@@ -329,7 +344,7 @@ class SpaceData:
     def _index_group(
         self, db: sqlite3.Connection, qids: dict, rel: int, file: int, rg: int,
         table: pa.Table, has_id: bool,
-    ) -> int:  # fmt: skip
+    ) -> tuple[int, int]:  # fmt: skip
         conv = table.column("conversations").combine_chunks()
         turns = pc.list_flatten(conv)
         offsets = conv.offsets.to_numpy()
@@ -344,7 +359,9 @@ class SpaceData:
         closed = pc.ends_with(final, "\n</answer>").to_numpy(zero_copy_only=False)
         total = pc.binary_length(final).to_numpy(zero_copy_only=False)
         score = info.field("verify_score").take(last).to_pylist()
-        ppl = info.field("ppl").take(last).to_pylist()
+        ppl, think_tokens, answer_tokens = (
+            _final(info, name, last) for name in ("ppl", "think_tokens", "answer_tokens")
+        )
         category = info.field("category").take(last).to_pylist()
         source = info.field("source").take(last).to_pylist()
         froms = texts = None
@@ -374,11 +391,13 @@ class SpaceData:
             else:  # not in the AM shape: the whole value is the answer
                 think, answer = 0, int(total[i])
             truncated = int(not closed[i] or answer == 0)
-            out.append((key, rel, score[i], ppl[i], think, answer, truncated, file, rg, i))
+            out.append((key, rel, score[i], ppl[i], think, answer, think_tokens[i],
+                        answer_tokens[i], truncated, file, rg, i))  # fmt: skip
         db.executemany("INSERT INTO queries VALUES (?, ?, ?, ?, ?)", new_queries)
         db.executemany("INSERT INTO prompts (rowid, text) VALUES (?, ?)", new_prompts)
-        db.executemany("INSERT OR IGNORE INTO rows VALUES (?,?,?,?,?,?,?,?,?,?)", out)
-        return len(out)
+        db.executemany("INSERT OR IGNORE INTO rows VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", out)
+        counted = sum(r[6] is not None and r[7] is not None for r in out)
+        return len(out), counted
 
     def _parquet(self, release: Release, name: str) -> pq.ParquetFile:
         path = release.path(name)
@@ -425,6 +444,8 @@ class SpaceData:
         release: str | None = None,
         score: tuple[float | None, float | None] = (None, None),
         chars: tuple[float | None, float | None] = (None, None),
+        tokens: tuple[float | None, float | None] = (None, None),
+        length: tuple[float | None, float | None] = (None, None),
         ppl: tuple[float | None, float | None] = (None, None),
         page: int = 0,
         page_size: int = 20,
@@ -432,8 +453,10 @@ class SpaceData:
         """One page of queries matching every filter, in index order.
 
         ``text``: words that must all appear in the prompt (full-text, case-insensitive).
-        ``score``/``chars`` (think + answer)/``ppl``: inclusive ranges, None = open; they
-        hold for the row of ``release`` (a label), or for at least one release when None.
+        ``score``/``chars`` (think + answer)/``tokens`` (think + answer; rows without
+        counts never match)/``length`` (``tokens`` or ``chars``: ``length_unit``)/``ppl``:
+        inclusive ranges, None = open; they hold for the row of ``release`` (a label), or for
+        at least one release when None.
         """
         where, args = [], []
         words = re.findall(r"\w+", text or "")
@@ -448,8 +471,10 @@ class SpaceData:
             where.append("q.source = ?")
             args.append(source)
         cond, cargs = [], []
-        for column, (lo, hi) in (("score", score), ("think_chars + answer_chars", chars),
-                                 ("ppl", ppl)):  # fmt: skip
+        sizes = {"chars": "think_chars + answer_chars", "tokens": "think_tokens + answer_tokens"}
+        ranges = [("score", score), (sizes["chars"], chars), (sizes["tokens"], tokens),
+                  (sizes[self.length_unit], length), ("ppl", ppl)]  # fmt: skip
+        for column, (lo, hi) in ranges:
             if lo is not None:
                 cond.append(f"{column} >= ?")
                 cargs.append(lo)
@@ -479,7 +504,8 @@ class SpaceData:
             if found:
                 marks = ",".join("?" * len(found))
                 for row in self.db.execute(
-                    "SELECT qid, rel, score, ppl, think_chars, answer_chars, truncated FROM rows"
+                    "SELECT qid, rel, score, ppl, think_chars, answer_chars, think_tokens,"
+                    " answer_tokens, truncated FROM rows"
                     f" WHERE qid IN ({marks})",
                     [f[0] for f in found],
                 ):
@@ -490,7 +516,8 @@ class SpaceData:
             for rel, label in enumerate(self.labels):
                 got = per.get((qid, rel))
                 rows[label] = None if got is None else dict(zip(
-                    ("score", "ppl", "think_chars", "answer_chars", "truncated"), got,
+                    ("score", "ppl", "think_chars", "answer_chars", "think_tokens",
+                     "answer_tokens", "truncated"), got,
                     strict=True))  # fmt: skip
             items.append({"query_id": query_id, "category": cat, "source": src,
                           "snippet": snippet, "rows": rows})  # fmt: skip
@@ -529,6 +556,8 @@ class SpaceData:
                 "value": turns[-1]["value"],
                 "score": final.get("verify_score"),
                 "ppl": final.get("ppl"),
+                "think_tokens": final.get("think_tokens"),
+                "answer_tokens": final.get("answer_tokens"),
                 "model": final.get("model_name"),
                 "truncated": truncated,
                 "system": row.get("system") or "",
@@ -541,7 +570,8 @@ class SpaceData:
         }  # fmt: skip
 
     def distributions(self, category: str | None = None) -> dict[str, dict[str, np.ndarray]]:
-        """Per release label: numpy arrays of score, ppl (scored rows), think/answer chars.
+        """Per release label: numpy arrays of score, ppl (scored rows), think/answer chars,
+        think/answer tokens (the rows that carry both counts).
 
         A release of more than ``DIST_SAMPLE`` rows is sampled evenly (every k-th query):
         enough for histograms and boxes, and flat in memory at millions of rows.
@@ -559,16 +589,20 @@ class SpaceData:
                 step = max(1, -(-n // DIST_SAMPLE))
                 cursor = self.db.execute(
                     "SELECT IFNULL(r.score, -1), IFNULL(r.ppl, -1), r.think_chars, "
-                    f"r.answer_chars FROM rows r{join} WHERE r.rel = ? AND r.qid % ? = 0",
+                    "r.answer_chars, IFNULL(r.think_tokens, -1), IFNULL(r.answer_tokens, -1)"
+                    f" FROM rows r{join} WHERE r.rel = ? AND r.qid % ? = 0",
                     [*args, rel, step],
                 )
                 flat = np.fromiter((v for row in cursor for v in row), dtype=np.float64)
-            data = flat.reshape(-1, 4)
+            data = flat.reshape(-1, 6)
+            counted = (data[:, 4] >= 0) & (data[:, 5] >= 0)
             out[label] = {
                 "score": data[:, 0][data[:, 0] >= 0],
                 "ppl": data[:, 1][data[:, 1] >= 0],
                 "think_chars": data[:, 2],
                 "answer_chars": data[:, 3],
+                "think_tokens": data[:, 4][counted],
+                "answer_tokens": data[:, 5][counted],
             }
         self._dist[category] = out
         return out
@@ -589,6 +623,13 @@ class SpaceData:
 
     def close(self) -> None:
         self.db.close()
+
+
+def _final(info: pa.StructArray, name: str, last: pa.Array) -> list[Any]:
+    """The final turns' ``info.NAME``; all None where the release has no such column."""
+    if info.type.get_field_index(name) < 0:
+        return [None] * len(last)
+    return info.field(name).take(last).to_pylist()
 
 
 def _card_data(readme: str) -> dict[str, Any]:
