@@ -56,7 +56,14 @@ def test_deploy_then_serve_from_the_snapshot(hub, write_token, unique_name, tmp_
     info = api.space_info(space)
     assert info.sdk == "gradio"
     files = {s.rfilename for s in info.siblings}
-    assert {"README.md", "app.py", "requirements.txt", "space_reader.py", "space.json"} <= files
+    assert {
+        "README.md",
+        "app.py",
+        "requirements.txt",
+        "space_reader.py",
+        "space_index.py",
+        "space.json",
+    } <= files
     commits = api.list_repo_commits(space, repo_type="space")
     assert commits[0].commit_id == result["commit"] and len(commits) == 2  # create + one commit
     folder = Path(snapshot_download(space, repo_type="space", local_dir=tmp_path / "space"))

@@ -1,10 +1,11 @@
 """``hubtools space deploy`` and ``hubtools space run``: the Space app on the Hub or here.
 
 A deployed Space holds everything it imports: ``app.py`` and ``requirements.txt`` from
-``spaces/``, the data layer ``hubtools/space/reader.py`` as ``space_reader.py`` (hubtools
-is not on PyPI), ``space.json`` naming the datasets, and a README whose metadata is
-``huggingface_hub.SpaceCardData``. It is written in one commit, after every dataset was
-found at its revision; the token is used, never written.
+``spaces/``, the data layer ``hubtools/space/reader.py`` and ``index.py`` as
+``space_reader.py`` and ``space_index.py`` (hubtools is not on PyPI), ``space.json``
+naming the datasets, and a README whose metadata is ``huggingface_hub.SpaceCardData``.
+It is written in one commit, after every dataset was found at its revision; the token is
+used, never written.
 """
 
 from __future__ import annotations
@@ -150,12 +151,13 @@ def deploy(
     config = {"datasets": specs}
     if endpoint and not _is_hf(endpoint):
         config["endpoint"] = endpoint.rstrip("/")
-    reader = Path(__file__).with_name("reader.py")
+    here = Path(__file__).parent
     files = {
         "README.md": _card(repo, specs, sdk_version).encode(),
         "app.py": (folder / "app.py").read_bytes(),
         "requirements.txt": (folder / "requirements.txt").read_bytes(),
-        "space_reader.py": reader.read_bytes(),
+        "space_reader.py": (here / "reader.py").read_bytes(),
+        "space_index.py": (here / "index.py").read_bytes(),
         CONFIG: (json.dumps(config, indent=2) + "\n").encode(),
     }
     operations = [CommitOperationAdd(path, content) for path, content in files.items()]
