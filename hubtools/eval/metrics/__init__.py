@@ -16,6 +16,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+CITATION = """@article{tian2025notallcorrect, title={Not All Correct Answers Are Equal: Why Your
+Distillation Source Matters}, author={Tian, Xiaoyu and Ji, Yunjie and Wang, Haotian and Chen,
+Shuaiting and Zhao, Sitong and Peng, Yiping and Zhao, Han and Li, Xiangang}, journal={arXiv
+preprint arXiv:2505.14464}, year={2025}}"""
 METRICS = ("hubtools_math", "hubtools_code", "hubtools_ifeval", "hubtools_gpqa")
 HERE = Path(__file__).resolve().parent
 

@@ -9,13 +9,10 @@ Load it offline with ``evaluate.load(hubtools.eval.metric_path("code"))``.
 import datasets
 import evaluate
 
+from hubtools.eval.metrics import CITATION as _CITATION
 from hubtools.eval.metrics import code_scores, summary
 
 _DESCRIPTION = __doc__
-_CITATION = """@article{tian2025notallcorrect, title={Not All Correct Answers Are Equal: Why Your
-Distillation Source Matters}, author={Tian, Xiaoyu and Ji, Yunjie and Wang, Haotian and Chen,
-Shuaiting and Zhao, Sitong and Peng, Yiping and Zhao, Han and Li, Xiangang}, journal={arXiv
-preprint arXiv:2505.14464}, year={2025}}"""
 _INPUTS = """\
 predictions: model outputs; references: JSON of each problem's tests in hubtools' format
 ([{input, output}], {inputs, outputs}, {check, entry_point}, {script}, {pytest});
