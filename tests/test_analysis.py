@@ -237,6 +237,13 @@ def test_parallel_releases_assets_card_publish_and_analyze(world, hub, write_tok
     assert stats["figures"]["fig5_ppl_box"]["scored"] is scored  # info.ppl may be null
     for name in FIGURES:
         _check_png(out / name)
+    # The run was scored (the test above stored its scores): the releases carry the counts,
+    # so no tokenizer is needed to analyze them, and the numbers are the same.
+    assert all(f["think_tokens"] is not None for f in finals)
+    again = _hubtools("analyze", "--releases", spec, "--out", str(tmp_path / "again"),
+                      "--endpoint", hub.url, "--quiet")  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    _check_numbers(json.loads((tmp_path / "again" / "stats.json").read_text()), expected)
     # The releases hold the same answers as the run: the join by prompt found them all.
     passed = _passed(run)
     common = set.intersection(*(set(p) for p in passed.values()))

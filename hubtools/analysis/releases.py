@@ -5,6 +5,8 @@ the final answer, normalised and hashed as ``hubtools.records.query_id_for`` doe
 ``system`` field is left out: it may be the teacher's own system prompt). Rows stream
 (``streaming=True``); each keeps a 32-byte key and a few numbers in numpy chunks, so a
 release of millions of rows fits. A prompt repeated within one release counts once.
+Token counts come from the rows (``info.think_tokens`` + ``answer_tokens``, which releases
+of scored runs carry), else from ``--tokenizer``.
 """
 
 from __future__ import annotations
@@ -116,6 +118,17 @@ def _number(info: dict[str, Any], name: str) -> int | None:
     return int(value) if isinstance(value, int | float) and value == value else None
 
 
+def _total(info: dict[str, Any]) -> int | None:
+    """A row's response tokens: ``total_tokens``, else think + answer (what hubtools
+    releases of scored runs carry, counted by the scorer's tokenizer), else unknown."""
+    total = _number(info, "total_tokens")
+    if total is None:
+        think, answer = _number(info, "think_tokens"), _number(info, "answer_tokens")
+        if think is not None and answer is not None:
+            total = think + answer
+    return total
+
+
 def _read(spec: ReleaseSpec, dataset: Any, tokenizer: TokenCounter | None, bar: Any) -> _Columns:
     from hubtools.reasoning import split_reasoning
 
@@ -134,7 +147,7 @@ def _read(spec: ReleaseSpec, dataset: Any, tokenizer: TokenCounter | None, bar: 
             categories.append(info.get("category") or "general")
             ppl = info.get("ppl")
             ppls.append(float(ppl) if isinstance(ppl, int | float) else float("nan"))
-            total = _number(info, "total_tokens")
+            total = _total(info)
             tokens.append(-1 if total is None else total)
             for into, name in ((thinks, "think_tokens"), (answers, "answer_tokens")):
                 number = _number(info, name)
@@ -180,8 +193,8 @@ def collect_releases(
         if tokenizer is None:
             first = next(iter(dataset.take(1)), None)
             info = (first["conversations"][-1].get("info") or {}) if first else {}
-            if first is not None and _number(info, "total_tokens") is None:
-                raise missing_counts_error(1, f"release {spec} (AM rows carry no counts)")
+            if first is not None and _total(info) is None:
+                raise missing_counts_error(1, f"release {spec} (its rows carry no counts)")
     sizes = [_rows_of(d) for d in datasets]
     total = sum(sizes) if all(s is not None for s in sizes) else None
     bar = tqdm(total=total, unit="row", desc="analyze releases", disable=not progress)
