@@ -212,6 +212,39 @@ def test_kill_9_mid_eval_then_resume(seeded_benchmarks, tmp_path):  # noqa: F811
     assert resent | kept == {("aime_2024", i, s) for i in range(3) for s in range(6)}
 
 
+def test_ctrl_c_writes_the_results_of_what_is_stored(seeded_benchmarks, tmp_path):  # noqa: F811
+    scripted = Scripted()
+
+    def slow(body):
+        reply = scripted(body)
+        reply.delay_s = 0.15
+        return reply
+
+    out = tmp_path / "eval"
+    args = [sys.executable, "-m", "hubtools", "eval", "--benchmarks", "aime_2024",
+            "--model", "student", "--out", str(out), "--samples", "6", "--limit", "3",
+            "--max-new-tokens", str(MAX_NEW), "--max-concurrency", "2", "--quiet"]  # fmt: skip
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    database = out / "runs" / "aime_2024" / "db" / "shard-00000-of-00001.sqlite"
+    with ChatServer(slow) as chat:
+        args += ["--endpoint", chat.url]
+        proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while stored(database) < 5:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert b"Traceback" not in err
+    results = json.loads((out / "results.json").read_text())["benchmarks"]["aime_2024"]
+    assert results["complete"] is False  # a sample counts once verified: some may wait
+    assert 0 < results["samples"] <= len(stored(database, rows=True)) < 18
+
+
 def stored(database: Path, rows: bool = False):
     """Samples committed to the run's store, as (benchmark, problem, sample)."""
     if not rows:  # polled while the eval writes: a database being created reads as empty

@@ -105,7 +105,12 @@ def evaluate(settings: EvalSettings, *, progress: bool = True) -> EvalResult:
     from hubtools.teachers.generate import GC_THRESHOLD
 
     sizes = {name: len(got.queries) for name, got in loaded.items()}
-    stopped = aio.run(_sample(settings, runs, sizes, progress), gc_threshold=GC_THRESHOLD)
+    try:
+        stopped = aio.run(_sample(settings, runs, sizes, progress), gc_threshold=GC_THRESHOLD)
+    except KeyboardInterrupt:  # Ctrl-C: the results of what is stored, then exit 130
+        results, problems = collect(settings, loaded, runs)
+        results_file.write(settings.out, results, problems)
+        raise
     results, problems = collect(settings, loaded, runs)
     results_file.write(settings.out, results, problems)
     return EvalResult(settings.out, results, time.monotonic() - start, stopped)
