@@ -223,12 +223,10 @@ class TeacherRunner:
         start = min(start, self.limiter.maximum)
         name, k, threshold = self.teacher.name, self.config.max_attempts, self.config.threshold
         sample_all = self.config.sample_all
-        pending = await self.writer.call(
-            lambda store: {(a.query_id, a.attempt): a for a in store.iter_unverified(name)}
-        )
-        resumable: dict[str, list[Attempt]] = {}
-        for (query_id, _), attempt in pending.items():
-            resumable.setdefault(query_id, []).append(attempt)
+        pending = await self.writer.call(lambda store: list(store.iter_unverified(name)))
+        resumable: dict[str, list[Attempt]] = {}  # a query's attempts awaiting their verdict
+        for attempt in pending:
+            resumable.setdefault(attempt.query_id, []).append(attempt)
         # Enough queries in play to fill the endpoint, few enough to bound memory.
         slots = asyncio.Semaphore(start * 2)
         tasks: set[asyncio.Task] = set()

@@ -33,6 +33,21 @@ def metric_path(name: str) -> str:
     return str(HERE / full)
 
 
+def metric_info(description: str, inputs: str) -> Any:
+    """The ``evaluate.MetricInfo`` every hubtools metric shares: string predictions and
+    references (JSON where a reference is structured), the paper's citation."""
+    import datasets
+    import evaluate
+
+    features = {"predictions": datasets.Value("string"), "references": datasets.Value("string")}
+    return evaluate.MetricInfo(
+        description=description,
+        citation=CITATION,
+        inputs_description=inputs,
+        features=datasets.Features(features),
+    )
+
+
 def final_answer(prediction: str) -> str:
     """The answer without its reasoning (an unclosed <think> leaves no answer)."""
     from hubtools.reasoning import split_reasoning

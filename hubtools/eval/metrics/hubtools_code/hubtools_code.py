@@ -6,11 +6,9 @@ sandbox, as the `code-sandbox` verifier does: the share of tests passed (1.0: al
 Load it offline with ``evaluate.load(hubtools.eval.metric_path("code"))``.
 """
 
-import datasets
 import evaluate
 
-from hubtools.eval.metrics import CITATION as _CITATION
-from hubtools.eval.metrics import code_scores, summary
+from hubtools.eval.metrics import code_scores, metric_info, summary
 
 _DESCRIPTION = __doc__
 _INPUTS = """\
@@ -23,14 +21,7 @@ mean) and scores (per sample)."""
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _INPUTS)
 class HubtoolsCode(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_INPUTS,
-            features=datasets.Features(
-                {"predictions": datasets.Value("string"), "references": datasets.Value("string")}
-            ),
-        )
+        return metric_info(_DESCRIPTION, _INPUTS)
 
     def _compute(
         self, predictions, references, max_tests: int = 1_000_000, language: str = "python"

@@ -6,11 +6,9 @@ as hubtools' `science` verifier scores GPQA-Diamond; two different letters score
 Load it offline with ``evaluate.load(hubtools.eval.metric_path("gpqa"))``.
 """
 
-import datasets
 import evaluate
 
-from hubtools.eval.metrics import CITATION as _CITATION
-from hubtools.eval.metrics import gpqa_scores, summary
+from hubtools.eval.metrics import gpqa_scores, metric_info, summary
 
 _DESCRIPTION = __doc__
 _INPUTS = """\
@@ -21,14 +19,7 @@ mean) and scores (per sample)."""
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _INPUTS)
 class HubtoolsGpqa(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_INPUTS,
-            features=datasets.Features(
-                {"predictions": datasets.Value("string"), "references": datasets.Value("string")}
-            ),
-        )
+        return metric_info(_DESCRIPTION, _INPUTS)
 
     def _compute(self, predictions, references):
         return summary(gpqa_scores(predictions, references), "accuracy")

@@ -6,11 +6,9 @@ the strict share of a prompt's instructions the answer follows.
 Load it offline with ``evaluate.load(hubtools.eval.metric_path("ifeval"))``.
 """
 
-import datasets
 import evaluate
 
-from hubtools.eval.metrics import CITATION as _CITATION
-from hubtools.eval.metrics import ifeval_scores, summary
+from hubtools.eval.metrics import ifeval_scores, metric_info, summary
 
 _DESCRIPTION = __doc__
 _INPUTS = """\
@@ -21,14 +19,7 @@ kwargs}. Returns strict_accuracy (the mean) and scores (per sample)."""
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _INPUTS)
 class HubtoolsIfeval(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_INPUTS,
-            features=datasets.Features(
-                {"predictions": datasets.Value("string"), "references": datasets.Value("string")}
-            ),
-        )
+        return metric_info(_DESCRIPTION, _INPUTS)
 
     def _compute(self, predictions, references):
         return summary(ifeval_scores(predictions, references), "strict_accuracy")

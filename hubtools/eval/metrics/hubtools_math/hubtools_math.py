@@ -7,11 +7,9 @@ different boxed answers score 0.
 Load it offline with ``evaluate.load(hubtools.eval.metric_path("math"))``.
 """
 
-import datasets
 import evaluate
 
-from hubtools.eval.metrics import CITATION as _CITATION
-from hubtools.eval.metrics import math_scores, summary
+from hubtools.eval.metrics import math_scores, metric_info, summary
 
 _DESCRIPTION = __doc__
 _INPUTS = """\
@@ -22,14 +20,7 @@ predictions: model outputs (a <think> part is dropped); references: the referenc
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _INPUTS)
 class HubtoolsMath(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_INPUTS,
-            features=datasets.Features(
-                {"predictions": datasets.Value("string"), "references": datasets.Value("string")}
-            ),
-        )
+        return metric_info(_DESCRIPTION, _INPUTS)
 
     def _compute(self, predictions, references, timeout_s: int = 5):
         return summary(math_scores(predictions, references, timeout_s), "accuracy")
