@@ -171,30 +171,39 @@ def test_scripted_eval_scores_as_computed_by_hand(seeded_benchmarks, server, tmp
     assert len(asked) == before + 6
 
 
-def test_kill_9_mid_eval_then_resume(seeded_benchmarks, tmp_path):  # noqa: F811
-    scripted = Scripted()
-
-    def slow(body):
-        reply = scripted(body)
-        reply.delay_s = 0.15
-        return reply
-
-    out = tmp_path / "eval"
+def _eval_cli_mid_way(chat: ChatServer, out: Path) -> tuple[subprocess.Popen, Path]:
+    """`hubtools eval` (18 samples, 2 in flight) in a child process, once 5 are stored."""
     args = [sys.executable, "-m", "hubtools", "eval", "--benchmarks", "aime_2024",
             "--model", "student", "--out", str(out), "--samples", "6", "--limit", "3",
-            "--max-new-tokens", str(MAX_NEW), "--max-concurrency", "2", "--quiet"]  # fmt: skip
+            "--max-new-tokens", str(MAX_NEW), "--max-concurrency", "2", "--quiet",
+            "--endpoint", chat.url]  # fmt: skip
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
     }
     database = out / "runs" / "aime_2024" / "db" / "shard-00000-of-00001.sqlite"
-    with ChatServer(slow) as chat:
-        args += ["--endpoint", chat.url]
-        proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 60
-        while stored(database) < 5:
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
-            time.sleep(0.05)
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while stored(database) < 5:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+        time.sleep(0.05)
+    return proc, database
+
+
+def _slow(scripted: Scripted):
+    def respond(body):
+        reply = scripted(body)
+        reply.delay_s = 0.15
+        return reply
+
+    return respond
+
+
+def test_kill_9_mid_eval_then_resume(seeded_benchmarks, tmp_path):  # noqa: F811
+    scripted = Scripted()
+    out = tmp_path / "eval"
+    with ChatServer(_slow(scripted)) as chat:
+        proc, database = _eval_cli_mid_way(chat, out)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         kept = stored(database, rows=True)
@@ -213,29 +222,9 @@ def test_kill_9_mid_eval_then_resume(seeded_benchmarks, tmp_path):  # noqa: F811
 
 
 def test_ctrl_c_writes_the_results_of_what_is_stored(seeded_benchmarks, tmp_path):  # noqa: F811
-    scripted = Scripted()
-
-    def slow(body):
-        reply = scripted(body)
-        reply.delay_s = 0.15
-        return reply
-
     out = tmp_path / "eval"
-    args = [sys.executable, "-m", "hubtools", "eval", "--benchmarks", "aime_2024",
-            "--model", "student", "--out", str(out), "--samples", "6", "--limit", "3",
-            "--max-new-tokens", str(MAX_NEW), "--max-concurrency", "2", "--quiet"]  # fmt: skip
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
-    database = out / "runs" / "aime_2024" / "db" / "shard-00000-of-00001.sqlite"
-    with ChatServer(slow) as chat:
-        args += ["--endpoint", chat.url]
-        proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 60
-        while stored(database) < 5:
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
-            time.sleep(0.05)
+    with ChatServer(_slow(Scripted())) as chat:
+        proc, database = _eval_cli_mid_way(chat, out)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err

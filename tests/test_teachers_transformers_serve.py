@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
-import sys
-import time
-from pathlib import Path
 
-import httpx
 import pytest
-from conftest import free_port
 
 from hubtools.records import Query
 from hubtools.run import Run
 from hubtools.teachers import GenerateConfig, generate_shard
+from tests.servers.transformers_serve import transformers_serve
 
 pytest.importorskip("fastapi", reason="needs transformers[serving] (pip install -e '.[dev]')")
 pytest.importorskip("torch", reason="needs torch (pip install torch==2.13.0)")
@@ -26,28 +20,8 @@ def served_model(tmp_path_factory):
     from tests.tiny_models import make_model
 
     path = make_model(tmp_path_factory.mktemp("tiny") / "tiny-qwen2")
-    cli = shutil.which("transformers") or str(Path(sys.executable).parent / "transformers")
-    port = free_port()
-    log = open(path.parent / "serve.log", "wb")
-    proc = subprocess.Popen([cli, "serve", str(path), "--port", str(port), "--device", "cpu"],
-                            stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(
-                f"transformers serve did not start: {(path.parent / 'serve.log').read_text()}"
-            )
-        time.sleep(0.3)
-    yield url, str(path)
-    proc.terminate()
-    proc.wait(30)
+    with transformers_serve(str(path), path.parent / "serve.log") as url:
+        yield url, str(path)
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
