@@ -7,6 +7,7 @@ is started; these are the checks several verbs share.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from hubtools.errors import UsageError
 
@@ -53,3 +54,13 @@ def check_queries(run: Path) -> None:
             f"{run} holds no queries; add some with `hubtools queries add FILE --run {run}` "
             "or `hubtools queries clean`"
         )
+
+
+def is_int(value: Any) -> bool:
+    """An integer from a config or JSON file (``True`` is not one)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    """A number from a config or JSON file (``True`` is not one)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)

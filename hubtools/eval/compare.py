@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hubtools.checks import is_number
 from hubtools.errors import InputFileError, UsageError
 
 DISPLAY = {
@@ -103,14 +104,10 @@ def read_results(folder: Path) -> Evaluation:
         missing = [k for k in _NEEDED if not isinstance(values, dict) or k not in values]
         if missing:
             raise InputFileError(str(path), None, f"benchmark {name!r} lacks {', '.join(missing)}")
-        wrong = [k for k in _NEEDED if not _number(values[k])]
+        wrong = [k for k in _NEEDED if not is_number(values[k])]
         if wrong:
             raise InputFileError(str(path), None, f"benchmark {name!r}: {wrong[0]} is not a number")
     return Evaluation(folder, data)
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def compare(folders: list[Path], out: Path | None = None, figure: Path | None = None) -> Comparison:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from hubtools.checks import is_int, is_number
 from hubtools.errors import UsageError
 
 PAPER_SYSTEM_PROMPT = (
@@ -134,11 +135,11 @@ def resolve_settings(*, config: Path | None = None, **given: Any) -> EvalSetting
     )  # fmt: skip
     for key, low in (("limit", 1), ("max_concurrency", 1)):
         value = getattr(settings, key)
-        if value is not None and not (_is_int(value) and value >= low):
+        if value is not None and not (is_int(value) and value >= low):
             raise UsageError(f"{where}: {key} must be an integer >= {low}, got {value!r}")
     for key in ("request_timeout_s", "down_after_s"):
         value = getattr(settings, key)
-        if not (_is_number(value) and value > 0):
+        if not (is_number(value) and value > 0):
             raise UsageError(f"{where}: {key} must be a number of seconds > 0, got {value!r}")
     if settings.api_key_env is not None and not isinstance(settings.api_key_env, str):
         raise UsageError(f"{where}: api_key_env must be the name of an environment variable")
@@ -191,7 +192,7 @@ def _parse_samples(value: Any, names: list[str], where: str) -> dict[str, int]:
     """``N`` for every benchmark, or ``name=N,...`` (a mapping in the config file)."""
     if value is None:
         return {}
-    if _is_int(value):
+    if is_int(value):
         return dict.fromkeys(names, value)
     if isinstance(value, str):
         text = value.strip()
@@ -216,23 +217,15 @@ def _parse_samples(value: Any, names: list[str], where: str) -> dict[str, int]:
 
 def _check_benchmark(b: BenchmarkSettings, where: str) -> BenchmarkSettings:
     at = f"{where}: {b.name}"
-    if not (_is_int(b.samples) and b.samples >= 1):
+    if not (is_int(b.samples) and b.samples >= 1):
         raise UsageError(f"{at}: samples must be an integer >= 1, got {b.samples!r}")
-    if not (_is_number(b.temperature) and b.temperature >= 0):
+    if not (is_number(b.temperature) and b.temperature >= 0):
         raise UsageError(f"{at}: temperature must be a number >= 0")
-    if not (_is_number(b.top_p) and 0 < b.top_p <= 1):
+    if not (is_number(b.top_p) and 0 < b.top_p <= 1):
         raise UsageError(f"{at}: top_p must be a number in (0, 1]")
-    if not (_is_int(b.max_new_tokens) and b.max_new_tokens >= 1):
+    if not (is_int(b.max_new_tokens) and b.max_new_tokens >= 1):
         raise UsageError(f"{at}: max_new_tokens must be an integer >= 1")
     for key in ("system_prompt", "suffix"):
         if getattr(b, key) is not None and not isinstance(getattr(b, key), str):
             raise UsageError(f"{at}: {key} must be text")
     return b
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)

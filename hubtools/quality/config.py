@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from hubtools.checks import is_int, is_number
 from hubtools.errors import UsageError
 from hubtools.records import PASS_THRESHOLD
-from hubtools.teachers.config import _build, _is_int, _is_number
+from hubtools.teachers.config import _build
 
 BACKENDS = ("local", "tgi", "vllm", "sglang")
 DEVICES = ("auto", "cpu", "cuda")
@@ -100,11 +101,11 @@ class ScoreConfig:
                 raise UsageError(f"{source}: {key} must be a string")
         if not isinstance(self.passed_only, bool):
             raise UsageError(f"{source}: passed_only must be true or false")
-        if not (_is_number(self.threshold) and 0 <= self.threshold <= 1):
+        if not (is_number(self.threshold) and 0 <= self.threshold <= 1):
             raise UsageError(f"{source}: threshold must be a number in [0, 1]")
-        if not (_is_int(self.max_concurrency) and self.max_concurrency >= 1):
+        if not (is_int(self.max_concurrency) and self.max_concurrency >= 1):
             raise UsageError(f"{source}: max_concurrency must be an integer >= 1")
-        if not (_is_int(self.max_batch_tokens) and self.max_batch_tokens >= 1):
+        if not (is_int(self.max_batch_tokens) and self.max_batch_tokens >= 1):
             raise UsageError(f"{source}: max_batch_tokens must be an integer >= 1")
         if self.device not in DEVICES:
             raise UsageError(f"{source}: device must be one of {', '.join(DEVICES)}")

@@ -21,7 +21,7 @@ from hubtools.records import Attempt, Query, ReleaseRow, ResponseScore, Turn, Tu
 from hubtools.run import AttemptStore, Run
 
 _PAGE = 1000
-_ROLE = {"user": "human", "assistant": "assistant"}
+AM_FROM = {"user": "human", "assistant": "assistant"}  # chat role -> AM `from`
 
 
 class QueryIndex:
@@ -157,7 +157,7 @@ def release_row(
     if turns and turns[0]["role"] == "system":
         system, turns = turns[0]["content"], turns[1:]
     info = TurnInfo.for_query(query)
-    conversation = [Turn(_ROLE[t["role"]], t["content"], info) for t in turns]
+    conversation = [Turn(AM_FROM[t["role"]], t["content"], info) for t in turns]
     think, answer = think_and_answer(attempt)
     final = TurnInfo.for_query(
         query,

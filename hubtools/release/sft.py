@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hubtools.records import ResponseScore
+from hubtools.release.rows import AM_FROM
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 FOLDER = "sft"
 BOUNDS = tuple(2**k for k in range(9, 18))  # 512 .. 131072
 OVER, UNKNOWN = "tokens-over", "tokens-unknown"
-_ROLE = {"human": "user", "assistant": "assistant"}
+_ROLE = {am: role for role, am in AM_FROM.items()}  # AM `from` -> chat role
 PAGE = 512  # rows whose prompts are tokenized in one batch
 
 

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from hubtools.checks import is_int, is_number
 from hubtools.errors import UsageError
 from hubtools.records import PASS_THRESHOLD
 
@@ -126,13 +127,13 @@ class GenerateConfig:
                     raise UsageError(f"{where}: {key} must be a string")
             if not isinstance(t.stream, bool):
                 raise UsageError(f"{where}: stream must be true or false, got {t.stream!r}")
-            if not (_is_int(t.max_concurrency) and t.max_concurrency >= 1):
+            if not (is_int(t.max_concurrency) and t.max_concurrency >= 1):
                 raise UsageError(f"{where}: max_concurrency must be an integer >= 1")
-            if not (_is_number(t.request_timeout_s) and t.request_timeout_s > 0):
+            if not (is_number(t.request_timeout_s) and t.request_timeout_s > 0):
                 raise UsageError(f"{where}: request_timeout_s must be a number > 0")
             s = self.sampling_for(t)
             if not (
-                _is_number(s.top_p) and _is_number(s.temperature) and _is_int(s.max_tokens)
+                is_number(s.top_p) and is_number(s.temperature) and is_int(s.max_tokens)
             ) or not (0 < s.top_p <= 1 and s.temperature >= 0 and s.max_tokens >= 1):
                 raise UsageError(
                     f"{where}: sampling needs 0 < top_p <= 1, temperature >= 0, max_tokens >= 1"
@@ -145,24 +146,16 @@ class GenerateConfig:
                 raise UsageError(f"{where}: sampling.extra_body must be a mapping")
         if self.system_prompt is not None and not isinstance(self.system_prompt, str):
             raise UsageError(f"{source}: system_prompt must be a string")
-        if not (_is_int(self.max_attempts) and self.max_attempts >= 1):
+        if not (is_int(self.max_attempts) and self.max_attempts >= 1):
             raise UsageError(f"{source}: max_attempts must be an integer >= 1")
-        if not (_is_number(self.threshold) and 0 <= self.threshold <= 1):
+        if not (is_number(self.threshold) and 0 <= self.threshold <= 1):
             raise UsageError(f"{source}: threshold must be a number in [0, 1]")
-        if not (_is_int(self.max_retries) and self.max_retries >= 0):
+        if not (is_int(self.max_retries) and self.max_retries >= 0):
             raise UsageError(f"{source}: max_retries must be an integer >= 0")
-        if not (_is_number(self.down_after_s) and self.down_after_s >= 0):
+        if not (is_number(self.down_after_s) and self.down_after_s >= 0):
             raise UsageError(f"{source}: down_after_s must be a number >= 0")
         if not isinstance(self.sample_all, bool):
             raise UsageError(f"{source}: sample_all must be true or false")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _build(cls, data: Any, where: str):
