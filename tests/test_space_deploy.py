@@ -112,3 +112,19 @@ def test_redeploy_is_one_more_commit(hub, write_token, unique_name, tmp_path):
         assert done.returncode == 0, done.stderr
     api = HfApi(endpoint=hub.url, token=write_token)
     assert len(api.list_repo_commits(space, repo_type="space")) <= 3
+
+
+def test_space_run_without_gradio_says_which_extra(tmp_path):
+    """A plain `pip install hubtools` has no Gradio: one line naming the extra, no server."""
+    code = (
+        "import sys; sys.modules['gradio'] = None; from hubtools.cli import main; "
+        "sys.argv = ['hubtools', 'space', 'run', '--datasets', 'acme/ds@v1.0.0', "
+        "'--endpoint', 'http://127.0.0.1:9']; main()"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HUBTOOLS_SPACE_CACHE": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "error: serving the Space needs gradio: pip install 'hubtools[space]'"
+    ]

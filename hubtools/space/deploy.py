@@ -10,6 +10,7 @@ used, never written.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import sysconfig
@@ -186,6 +187,13 @@ def _is_hf(endpoint: str) -> bool:
     return host in ("huggingface.co", "hf.co") or host.endswith((".huggingface.co", ".hf.co"))
 
 
+def _importable(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # a parent missing, or a module blocked in sys.modules
+        return False
+
+
 def run(
     datasets: str,
     *,
@@ -201,6 +209,8 @@ def run(
     if not 0 < port < 65536:
         raise UsageError(f"--port must be 1..65535, got {port}")
     _check_endpoint(endpoint)
+    if not _importable("gradio"):  # the `space` extra: a plain install has no Gradio
+        raise UsageError("serving the Space needs gradio: pip install 'hubtools[space]'")
     app = spaces_dir() / "app.py"
     os.environ.update(
         HUBTOOLS_SPACE_DATASETS=",".join(specs),
