@@ -22,7 +22,7 @@ import pytest
 from conftest import shared_path
 from queries_support import _jsonl, seeded_benchmarks  # noqa: F401
 
-from hubtools.errors import UsageError
+from hubtools.errors import RunBusyError, UsageError
 from hubtools.eval.settings import MATH_SUFFIX, PAPER_SYSTEM_PROMPT, resolve_settings
 from hubtools.eval.stage import TEACHER, evaluate
 from hubtools.records import query_id_for
@@ -190,10 +190,10 @@ def _eval_cli_mid_way(chat: ChatServer, out: Path) -> tuple[subprocess.Popen, Pa
     return proc, database
 
 
-def _slow(scripted: Scripted):
+def _slow(scripted: Scripted, delay_s: float = 0.15):
     def respond(body):
         reply = scripted(body)
-        reply.delay_s = 0.15
+        reply.delay_s = delay_s
         return reply
 
     return respond
@@ -232,6 +232,27 @@ def test_ctrl_c_writes_the_results_of_what_is_stored(seeded_benchmarks, tmp_path
     results = json.loads((out / "results.json").read_text())["benchmarks"]["aime_2024"]
     assert results["complete"] is False  # a sample counts once verified: some may wait
     assert 0 < results["samples"] <= len(stored(database, rows=True)) < 18
+
+
+def test_a_second_eval_of_the_same_out_is_refused(seeded_benchmarks, tmp_path):  # noqa: F811
+    scripted = Scripted()
+    out = tmp_path / "eval"
+    with ChatServer(_slow(scripted, delay_s=2.0)) as chat:  # the first is still sampling
+        proc, _ = _eval_cli_mid_way(chat, out)
+        try:
+            second = resolve_settings(
+                endpoint=chat.url, model="student", benchmarks="aime_2024", out=out,
+                samples="6", limit=3, max_new_tokens=MAX_NEW, max_concurrency=2,
+            )  # fmt: skip
+            asked = len(scripted.asked)
+            with pytest.raises(RunBusyError, match=r"being written by .*pid"):
+                evaluate(second, progress=False)
+            assert proc.poll() is None  # the first goes on
+        finally:
+            proc.kill()
+            proc.wait()
+    # Everything asked after the refusal was the first eval's: no sample asked twice.
+    assert len(set(scripted.asked)) == len(scripted.asked) >= asked
 
 
 def stored(database: Path, rows: bool = False):

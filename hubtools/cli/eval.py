@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from hubtools.checks import check_writable
-from hubtools.cli._app import _PLAIN, app
+from hubtools.cli._app import _PLAIN, WaitOption, app
 from hubtools.errors import EXIT_PARTIAL, UsageError
 
 # A group whose callback is the eval itself: `hubtools eval --endpoint ... --out DIR` runs it,
@@ -52,6 +52,7 @@ def eval(
     ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
     as_json: bool = typer.Option(False, "--json", help="Print results.json."),
+    wait: bool = WaitOption,
     push_to_hub: str | None = typer.Option(
         None, "--push-to-hub", help="ORG/MODEL: add the results to its card's model-index."
     ),
@@ -79,7 +80,7 @@ def eval(
         check_access(push_to_hub)  # before hours of sampling: the repo exists, the token writes
     from hubtools.eval.stage import evaluate
 
-    result = evaluate(settings, progress=not quiet)
+    result = evaluate(settings, progress=not quiet, wait=wait)
     print(json.dumps(result.to_dict(), indent=2) if as_json else result)
     if not result.complete:  # the endpoint stopped or verdicts are missing: run it again
         raise typer.Exit(EXIT_PARTIAL)  # (and a partial eval is never pushed)

@@ -84,8 +84,11 @@ def _recorded(settings: EvalSettings, bench: BenchmarkSettings) -> str | None:
     return before.get("revision")
 
 
-def evaluate(settings: EvalSettings, *, progress: bool = True) -> EvalResult:
-    """Load the benchmarks, sample and verify what is not stored, write the results."""
+def evaluate(settings: EvalSettings, *, progress: bool = True, wait: bool = False) -> EvalResult:
+    """Load the benchmarks, sample and verify what is not stored, write the results.
+
+    One writer per ``--out``: a second eval of it is refused (``RunBusyError``), or with
+    ``wait`` waits for the first to finish."""
     from hubtools.endpoints import endpoint_key
     from hubtools.eval.benchmarks import load
 
@@ -106,7 +109,7 @@ def evaluate(settings: EvalSettings, *, progress: bool = True) -> EvalResult:
 
     sizes = {name: len(got.queries) for name, got in loaded.items()}
     try:
-        stopped = aio.run(_sample(settings, runs, sizes, progress), gc_threshold=GC_THRESHOLD)
+        stopped = aio.run(_sample(settings, runs, sizes, progress, wait), gc_threshold=GC_THRESHOLD)
     except KeyboardInterrupt:  # Ctrl-C: the results of what is stored, then exit 130
         results, problems = collect(settings, loaded, runs)
         results_file.write(settings.out, results, problems)
@@ -150,7 +153,9 @@ def _configs(settings: EvalSettings, bench: BenchmarkSettings):
     return teacher, config
 
 
-async def _sample(settings: EvalSettings, runs: dict[str, Run], sizes, progress) -> list[str]:
+async def _sample(
+    settings: EvalSettings, runs: dict[str, Run], sizes, progress, wait: bool
+) -> list[str]:
     """Every missing sample of every benchmark, then every stored one's missing verdict."""
     from hubtools.eval.livecodebench import ALL_TESTS
     from hubtools.eval.progress import EvalProgress
@@ -167,7 +172,7 @@ async def _sample(settings: EvalSettings, runs: dict[str, Run], sizes, progress)
     limiter = AdaptiveLimiter(settings.max_concurrency)  # one endpoint: one limit
     async with AsyncExitStack() as stack:
         for run in runs.values():
-            lock = run.shard_lock((0, 1), "eval")
+            lock = run.shard_lock((0, 1), "eval", wait=wait)
             await lock.acquire_async()
             stack.callback(lock.release)
         config = VerifyConfig(code=SandboxConfig(max_tests=ALL_TESTS))  # LiveCodeBench: every case
